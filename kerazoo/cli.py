@@ -1,0 +1,137 @@
+"""The `kerazoo` command: argument parsing and printing only; the work lives in
+the modules it calls."""
+
+import argparse
+import inspect
+import os
+import sys
+
+import kerazoo
+
+
+def _first_line(obj):
+    doc = inspect.getdoc(obj) or ""
+    return doc.split("\n\n")[0].replace("\n", " ")
+
+
+def _cmd_layers(args):
+    from kerazoo import layers
+
+    rows = []
+    for name in layers.__all__:
+        cls = getattr(layers, name)
+        params = [
+            p.name
+            if p.default is inspect.Parameter.empty
+            else f"{p.name}={p.default!r}"
+            for p in list(inspect.signature(cls.__init__).parameters.values())[1:]
+            if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)
+        ]
+        rows.append((name, _first_line(cls), params))
+    width = max(len(r[0]) for r in rows)
+    for name, summary, params in rows:
+        print(f"{name:<{width}}  {summary}")
+        if args.verbose:
+            print(f"{'':<{width}}  ({', '.join(params)})")
+    print(
+        f"\n{len(rows)} layers in kerazoo.layers "
+        f"(backend: {_backend()}). `kerazoo layers -v` shows their arguments."
+    )
+    return 0
+
+
+def _backend():
+    import keras
+
+    return keras.backend.backend()
+
+
+def _cmd_demo(args):
+    from kerazoo.demo import run_demo
+
+    print(
+        f"kerazoo {kerazoo.__version__} layer demo: every block in one network, "
+        f"trained on scikit-learn's digits ({args.epochs} epochs, backend "
+        f"{_backend()})",
+        flush=True,
+    )
+    result = run_demo(
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        output_dir=args.output_dir,
+    )
+    print(f"parameters:     {result['parameters']:,}")
+    print(
+        f"training time:  {result['train_seconds']:.1f} s "
+        f"({result['train_images']} images)"
+    )
+    print(
+        f"test accuracy:  {result['test_accuracy']:.4f} "
+        f"({result['test_images']} held-out images)"
+    )
+    if result["saved"]:
+        print(
+            f"saved to:       {result['saved']} (reloaded in safe mode, "
+            "identical predictions)"
+        )
+    return 0
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="kerazoo",
+        description="Keras 3 model zoo and transfer-learning toolkit.",
+    )
+    parser.add_argument(
+        "--version", action="version", version=f"kerazoo {kerazoo.__version__}"
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("layers", help="list the layer library")
+    p.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="also show each layer's constructor arguments",
+    )
+    p.set_defaults(func=_cmd_layers)
+
+    p = sub.add_parser(
+        "demo", help="train a small network made of every block on the digits"
+    )
+    p.add_argument("--epochs", type=_positive_int, default=12)
+    p.add_argument("--batch-size", type=_positive_int, default=32)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--output-dir",
+        default=os.path.join("runs", "demo"),
+        help="where demo.keras is written (default: %(default)s)",
+    )
+    p.set_defaults(func=_cmd_demo)
+    return parser
+
+
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def main(argv=None):
+    # TensorFlow's C++ start-up logs (CUDA probing, CPU features) are noise here.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,190 @@
+import keras
+
+from kerazoo.api import register
+from kerazoo.layers._utils import BlockMixin
+from kerazoo.layers._utils import check_image_input
+from kerazoo.layers._utils import check_positive_int
+from kerazoo.layers._utils import check_rate
+from kerazoo.layers._utils import spatial_output_shape
+from kerazoo.layers.squeeze_excite import SqueezeExcite
+
+
+@register
+class MBConvBlock(BlockMixin, keras.layers.Layer):
+    """The mobile inverted bottleneck of MobileNetV2 and EfficientNet.
+
+    1x1 expansion to `expand_ratio * input_channels` (skipped when the ratio is
+    1) - BN - act, a `kernel_size` depthwise convolution with `strides` - BN - act,
+    optional squeeze-and-excitation, then a linear 1x1 projection to `filters` -
+    BN. When the stride is 1 and the channels match, the input is added back,
+    after stochastic depth (the whole residual branch dropped per example with
+    probability `drop_rate` in training).
+
+    EfficientNet uses swish and SE (`se_ratio=0.25`, squeeze channels computed from
+    the block's input channels); EfficientNet-Lite uses `activation="relu6"` and
+    no SE (`se_ratio=None`). Convolutions use TensorFlow's "same" padding, which
+    pads the bottom/right more for even sizes at stride 2, as the published
+    weights expect.
+
+    Args:
+        filters: Output channels.
+        expand_ratio: Channel expansion of the first 1x1 convolution.
+        kernel_size: Size of the depthwise kernel (3 or 5 in EfficientNet).
+        strides: Stride of the depthwise convolution.
+        se_ratio: Squeeze-and-excitation ratio in (0, 1], or None for no SE.
+        activation: The activation (`"swish"`, `"relu6"`, ...).
+        drop_rate: Stochastic-depth rate of the residual branch, in [0, 1).
+        kernel_initializer: Initializer of the convolution kernels.
+        kernel_regularizer: Optional regularizer of the convolution kernels.
+        norm_momentum: Momentum of the batch norms.
+        norm_epsilon: Epsilon of the batch norms.
+        data_format: `"channels_last"` or `"channels_first"`; default from
+            `keras.config.image_data_format()`.
+        **kwargs: Base layer arguments.
+
+    Example:
+
+    >>> block = MBConvBlock(24, expand_ratio=6, kernel_size=3, strides=2,
+    ...                     se_ratio=0.25)
+    >>> block(keras.Input((112, 112, 16))).shape
+    (None, 56, 56, 24)
+
+    Reference:
+        Sandler et al., "MobileNetV2: Inverted Residuals and Linear Bottlenecks",
+        CVPR 2018.
+        Tan & Le, "EfficientNet: Rethinking Model Scaling for Convolutional Neural
+        Networks", ICML 2019.
+    """
+
+    def __init__(
+        self,
+        filters,
+        expand_ratio=6,
+        kernel_size=3,
+        strides=1,
+        se_ratio=None,
+        activation="swish",
+        drop_rate=0.0,
+        kernel_initializer="he_normal",
+        kernel_regularizer=None,
+        norm_momentum=0.99,
+        norm_epsilon=1e-3,
+        data_format=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.filters = check_positive_int("filters", filters)
+        self.expand_ratio = check_positive_int("expand_ratio", expand_ratio)
+        self.kernel_size = check_positive_int("kernel_size", kernel_size)
+        self.strides = check_positive_int("strides", strides)
+        if se_ratio is not None:
+            check_rate("se_ratio", se_ratio, low_inclusive=False, high_inclusive=True)
+        self.se_ratio = se_ratio
+        self.drop_rate = check_rate("drop_rate", drop_rate)
+        self._set_common(
+            activation,
+            kernel_initializer,
+            kernel_regularizer,
+            norm_momentum,
+            norm_epsilon,
+            data_format,
+        )
+
+        self.depthwise = keras.layers.DepthwiseConv2D(
+            kernel_size,
+            strides=strides,
+            padding="same",
+            use_bias=False,
+            data_format=self.data_format,
+            depthwise_initializer=keras.initializers.get(
+                keras.initializers.serialize(self.kernel_initializer)
+            ),
+            depthwise_regularizer=self.kernel_regularizer,
+            dtype=self.dtype_policy,
+            name="depthwise",
+        )
+        self.depthwise_norm = self._norm(name="depthwise_bn")
+        self.depthwise_act = self._act(name="depthwise_act")
+        self.project = self._conv(filters, 1, name="project_conv")
+        self.project_norm = self._norm(name="project_bn")
+        # Sized by the input channels, or only present for some inputs: made in
+        # build().
+        self.expand = None
+        self.expand_norm = None
+        self.expand_act = None
+        self.se = None
+        self.drop = None
+
+    def build(self, input_shape):
+        channels = check_image_input(self, input_shape, self.data_format)
+        shape = tuple(input_shape)
+        if self.expand_ratio != 1:
+            self.expand = self._conv(
+                channels * self.expand_ratio, 1, name="expand_conv"
+            )
+            self.expand.build(shape)
+            shape = self.expand.compute_output_shape(shape)
+            self.expand_norm = self._norm(name="expand_bn")
+            self.expand_norm.build(shape)
+            self.expand_act = self._act(name="expand_act")
+        self.depthwise.build(shape)
+        shape = self.depthwise.compute_output_shape(shape)
+        self.depthwise_norm.build(shape)
+        if self.se_ratio:
+            self.se = SqueezeExcite(
+                squeeze_filters=max(1, int(channels * self.se_ratio)),
+                activation=keras.activations.serialize(self.activation),
+                kernel_initializer=keras.initializers.serialize(
+                    self.kernel_initializer
+                ),
+                data_format=self.data_format,
+                dtype=self.dtype_policy,
+                name="se",
+            )
+            self.se.build(shape)
+        self.project.build(shape)
+        self.project_norm.build(self.project.compute_output_shape(shape))
+        if self._has_residual(channels) and self.drop_rate:
+            self.drop = keras.layers.Dropout(
+                self.drop_rate,
+                noise_shape=(None, 1, 1, 1),
+                dtype=self.dtype_policy,
+                name="stochastic_depth",
+            )
+
+    def _has_residual(self, channels):
+        return self.strides == 1 and channels == self.filters
+
+    def call(self, inputs, training=None):
+        x = inputs
+        if self.expand is not None:
+            x = self.expand_act(self.expand_norm(self.expand(x), training=training))
+        x = self.depthwise_act(
+            self.depthwise_norm(self.depthwise(x), training=training)
+        )
+        if self.se is not None:
+            x = self.se(x)
+        x = self.project_norm(self.project(x), training=training)
+        if self._has_residual(inputs.shape[self._channel_axis]):
+            if self.drop is not None:
+                x = self.drop(x, training=training)
+            x = x + inputs
+        return x
+
+    def compute_output_shape(self, input_shape):
+        check_image_input(self, input_shape, self.data_format)
+        return spatial_output_shape(
+            input_shape, self.filters, self.strides, self.data_format
+        )
+
+    def get_config(self):
+        config = {
+            "filters": self.filters,
+            "expand_ratio": self.expand_ratio,
+            "kernel_size": self.kernel_size,
+            "strides": self.strides,
+            "se_ratio": self.se_ratio,
+            "drop_rate": self.drop_rate,
+            **self._common_config(),
+        }
+        return {**super().get_config(), **config}

@@ -1,0 +1,186 @@
+import keras
+
+from kerazoo.api import register
+from kerazoo.layers._utils import BlockMixin
+from kerazoo.layers._utils import check_choice
+from kerazoo.layers._utils import check_image_input
+from kerazoo.layers._utils import check_positive_int
+from kerazoo.layers._utils import spatial_output_shape
+
+
+@register
+class ResidualBlock(BlockMixin, keras.layers.Layer):
+    """A ResNet block: a few convolutions plus an identity (or projected) shortcut.
+
+    - `kind="basic"`: 3x3 conv (`filters`) - BN - act - 3x3 conv (`filters`) - BN;
+      output has `filters` channels.
+    - `kind="bottleneck"`: 1x1 conv (`filters`) - BN - act - 3x3 conv (`filters`) -
+      BN - act - 1x1 conv (`4 * filters`) - BN; output has `4 * filters` channels.
+
+    The shortcut adds the input to the block's output and the activation follows
+    the sum. When the shape changes (stride or channels), the shortcut is a 1x1
+    projection with batch norm (He et al.'s option B). With `shortcut=False` the
+    same layers run without the addition: the "plain" network of He et al.'s
+    Figure 1, whose deeper versions train worse.
+
+    With `preactivation=True` the block is the one of "Identity Mappings in Deep
+    Residual Networks": BN - act - conv for each convolution, nothing after the
+    addition, and a projection shortcut taken from the pre-activated input.
+
+    Args:
+        filters: Filters of the block's convolutions (the bottleneck width for
+            `kind="bottleneck"`).
+        kind: `"basic"` or `"bottleneck"`.
+        strides: Stride of the block (1 or 2 in ResNets).
+        shortcut: Whether to add the shortcut; False makes a plain block.
+        preactivation: Whether to use the pre-activation (ResNet v2) ordering.
+        stride_on: Where a bottleneck block strides: `"3x3"` (ResNet v1.5, as in
+            torchvision and timm) or `"1x1"` (the original paper and
+            `keras.applications.ResNet50`).
+        activation: The activation.
+        kernel_initializer: Initializer of the convolution kernels.
+        kernel_regularizer: Optional regularizer of the convolution kernels.
+        norm_momentum: Momentum of the batch norms.
+        norm_epsilon: Epsilon of the batch norms.
+        data_format: `"channels_last"` or `"channels_first"`; default from
+            `keras.config.image_data_format()`.
+        **kwargs: Base layer arguments.
+
+    Example:
+
+    >>> block = ResidualBlock(64, kind="bottleneck", strides=2)
+    >>> block(keras.Input((56, 56, 256))).shape
+    (None, 28, 28, 256)
+
+    Reference:
+        He et al., "Deep Residual Learning for Image Recognition", CVPR 2016.
+        He et al., "Identity Mappings in Deep Residual Networks", ECCV 2016.
+    """
+
+    expansion = {"basic": 1, "bottleneck": 4}
+
+    def __init__(
+        self,
+        filters,
+        kind="basic",
+        strides=1,
+        shortcut=True,
+        preactivation=False,
+        stride_on="3x3",
+        activation="relu",
+        kernel_initializer="he_normal",
+        kernel_regularizer=None,
+        norm_momentum=0.99,
+        norm_epsilon=1e-3,
+        data_format=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.filters = check_positive_int("filters", filters)
+        self.kind = check_choice("kind", kind, tuple(self.expansion))
+        self.strides = check_positive_int("strides", strides)
+        self.shortcut = bool(shortcut)
+        self.preactivation = bool(preactivation)
+        self.stride_on = check_choice("stride_on", stride_on, ("3x3", "1x1"))
+        self._set_common(
+            activation,
+            kernel_initializer,
+            kernel_regularizer,
+            norm_momentum,
+            norm_epsilon,
+            data_format,
+        )
+
+        if kind == "basic":
+            specs = [(filters, 3, strides), (filters, 3, 1)]
+        else:
+            first_stride = strides if stride_on == "1x1" else 1
+            middle_stride = 1 if stride_on == "1x1" else strides
+            specs = [
+                (filters, 1, first_stride),
+                (filters, 3, middle_stride),
+                (filters * 4, 1, 1),
+            ]
+        self.convs = [
+            self._conv(f, k, s, name=f"conv{i + 1}")
+            for i, (f, k, s) in enumerate(specs)
+        ]
+        self.norms = [self._norm(name=f"bn{i + 1}") for i in range(len(specs))]
+        self.acts = [self._act(name=f"act{i + 1}") for i in range(len(specs))]
+        # Created in build(), once the input channels say whether it is needed.
+        self.projection = None
+        self.projection_norm = None
+
+    @property
+    def output_filters(self):
+        return self.filters * self.expansion[self.kind]
+
+    def build(self, input_shape):
+        channels = check_image_input(self, input_shape, self.data_format)
+        input_shape = tuple(input_shape)
+        needs_projection = self.shortcut and (
+            self.strides != 1 or channels != self.output_filters
+        )
+        if needs_projection:
+            self.projection = self._conv(
+                self.output_filters, 1, self.strides, name="shortcut_conv"
+            )
+            self.projection.build(input_shape)
+            if not self.preactivation:
+                self.projection_norm = self._norm(name="shortcut_bn")
+                self.projection_norm.build(
+                    self.projection.compute_output_shape(input_shape)
+                )
+        shape = input_shape
+        for conv, norm in zip(self.convs, self.norms, strict=True):
+            if self.preactivation:
+                norm.build(shape)
+                conv.build(shape)
+                shape = conv.compute_output_shape(shape)
+            else:
+                conv.build(shape)
+                shape = conv.compute_output_shape(shape)
+                norm.build(shape)
+
+    def call(self, inputs, training=None):
+        n = len(self.convs)
+        if self.preactivation:
+            x = self.acts[0](self.norms[0](inputs, training=training))
+            residual = self.projection(x) if self.projection is not None else inputs
+            for i in range(n):
+                if i:
+                    x = self.acts[i](self.norms[i](x, training=training))
+                x = self.convs[i](x)
+            return x + residual if self.shortcut else x
+
+        x = inputs
+        for i in range(n):
+            x = self.norms[i](self.convs[i](x), training=training)
+            if i < n - 1:
+                x = self.acts[i](x)
+        if self.shortcut:
+            residual = inputs
+            if self.projection is not None:
+                residual = self.projection_norm(
+                    self.projection(inputs), training=training
+                )
+            x = x + residual
+        return self.acts[-1](x)
+
+    def compute_output_shape(self, input_shape):
+        check_image_input(self, input_shape, self.data_format)
+        return spatial_output_shape(
+            input_shape, self.output_filters, self.strides, self.data_format
+        )
+
+    def get_config(self):
+        config = {
+            "filters": self.filters,
+            "kind": self.kind,
+            "strides": self.strides,
+            "shortcut": self.shortcut,
+            "preactivation": self.preactivation,
+            "stride_on": self.stride_on,
+            **self._common_config(),
+        }
+        return {**super().get_config(), **config}

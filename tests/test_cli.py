@@ -1,0 +1,84 @@
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+import kerazoo
+from kerazoo import cli
+from kerazoo import layers
+from kerazoo.data import load_digits_splits
+
+
+def test_console_script_version():
+    # The script sits beside the interpreter of an installed environment.
+    beside = os.path.join(os.path.dirname(sys.executable), "kerazoo")
+    exe = beside if os.path.exists(beside) else shutil.which("kerazoo")
+    assert exe, "the kerazoo console script is not installed (pip install -e .)"
+    result = subprocess.run(
+        [exe, "--version"], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0
+    assert result.stdout.strip() == f"kerazoo {kerazoo.__version__}"
+
+
+def test_layers_lists_every_layer_with_arguments(capsys):
+    assert cli.main(["layers", "-v"]) == 0
+    out = capsys.readouterr().out
+    for name in layers.__all__:
+        assert re.search(rf"^{name}\s+\S", out, re.M), f"{name} missing:\n{out}"
+    assert "filters_3x3_reduce=None" in out
+    assert f"{len(layers.__all__)} layers" in out
+
+
+def test_no_command_prints_help(capsys):
+    assert cli.main([]) == 2
+    assert "layers" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("value", ["0", "-3", "two"])
+def test_demo_refuses_bad_epochs(value, capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["demo", "--epochs", value])
+    assert exc.value.code == 2
+    assert f"expected a positive integer, got '{value}'" in capsys.readouterr().err
+
+
+def test_digits_splits_are_fixed_and_stratified():
+    a, b = load_digits_splits(seed=0), load_digits_splits(seed=0)
+    sizes = {k: len(v[1]) for k, v in a.items()}
+    assert sum(sizes.values()) == 1797
+    assert sizes["test"] == 270
+    for k in a:
+        np.testing.assert_array_equal(a[k][0], b[k][0])
+    x, y = a["train"]
+    assert x.shape[1:] == (8, 8, 1) and x.dtype == np.uint8 and x.max() == 255
+    assert np.bincount(y, minlength=10).min() >= 0.09 * len(y)
+    with pytest.raises(ValueError, match="test_fraction=1.5"):
+        load_digits_splits(test_fraction=1.5)
+
+
+def test_demo_trains_saves_and_reloads(tmp_path, capsys):
+    assert cli.main(["demo", "--epochs", "3", "--output-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    accuracy = float(re.search(r"test accuracy:\s+([0-9.]+)", out).group(1))
+    # Chance is 0.1; three epochs of this network reach well above 0.8.
+    assert accuracy > 0.8, out
+    path = tmp_path / "demo.keras"
+    assert path.exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["demo.keras"]  # no temp left
+    model = keras.saving.load_model(path, safe_mode=True)
+    kinds = {type(layer).__name__ for layer in model.layers}
+    assert {
+        "ResidualBlock",
+        "InceptionBlock",
+        "MBConvBlock",
+        "DenseBlock",
+        "TransitionBlock",
+        "BatchNormalization",
+    } <= kinds
+    assert os.path.getsize(path) > 100_000
