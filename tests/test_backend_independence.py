@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-MODULES = ["kerazoo.layers", "kerazoo.testing"]
+MODULES = ["kerazoo.layers", "kerazoo.optimizers", "kerazoo.testing"]
 
 
 def _run(code, backend):

@@ -1,0 +1,83 @@
+"""kerazoo's optimizers, written from the lecture's formulas with `keras.ops`.
+
+Each is a `keras.optimizers.Optimizer` subclass overriding only `build`,
+`update_step` and `get_config`, so the base-class features (`weight_decay`,
+gradient clipping, EMA, gradient accumulation, loss scaling) keep working.
+"""
+
+import difflib
+
+import keras
+
+from kerazoo.optimizers.adagrad import AdaGrad
+from kerazoo.optimizers.adam import Adam
+from kerazoo.optimizers.adamw import AdamW
+from kerazoo.optimizers.rmsprop import RMSProp
+from kerazoo.optimizers.sgd import SGD
+
+__all__ = ["SGD", "AdaGrad", "Adam", "AdamW", "RMSProp", "get"]
+
+# Name -> (class, default arguments that the name implies).
+_NAMES = {
+    "sgd": (SGD, {}),
+    "momentum": (SGD, {"momentum": 0.9}),
+    "nesterov": (SGD, {"momentum": 0.9, "nesterov": True}),
+    "rmsprop": (RMSProp, {}),
+    "adam": (Adam, {}),
+    "adamw": (AdamW, {}),
+    "adagrad": (AdaGrad, {}),
+}
+
+
+def _resolve(name):
+    key = str(name).lower()
+    if key not in _NAMES:
+        close = difflib.get_close_matches(key, _NAMES, n=3, cutoff=0.5)
+        hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        raise ValueError(
+            f"Unknown optimizer {name!r}.{hint} Valid names: {', '.join(_NAMES)}."
+        )
+    return _NAMES[key]
+
+
+def get(identifier):
+    """Returns a kerazoo optimizer from a name, a dict or an optimizer.
+
+    Args:
+        identifier: One of
+            - a name: `"sgd"`, `"momentum"` (SGD, momentum 0.9), `"nesterov"` (SGD,
+              Nesterov momentum 0.9), `"rmsprop"`, `"adam"`, `"adamw"`,
+              `"adagrad"`;
+            - a dict `{"name": NAME, **arguments}`, e.g.
+              `{"name": "nesterov", "learning_rate": 0.05, "momentum": 0.95}`;
+            - a Keras serialization dict (`{"class_name": ..., "config": ...}`);
+            - an optimizer instance, returned as it is.
+
+    Returns:
+        A new `keras.optimizers.Optimizer` (or the instance given).
+
+    Example:
+
+    >>> get({"name": "momentum", "learning_rate": 0.1}).momentum
+    0.9
+    """
+    if isinstance(identifier, keras.optimizers.Optimizer):
+        return identifier
+    if isinstance(identifier, str):
+        cls, defaults = _resolve(identifier)
+        return cls(**defaults)
+    if isinstance(identifier, dict):
+        if "class_name" in identifier:
+            return keras.saving.deserialize_keras_object(identifier)
+        if "name" not in identifier:
+            raise ValueError(
+                "An optimizer dict needs a 'name' key (one of "
+                f"{', '.join(_NAMES)}). Received: {identifier}"
+            )
+        arguments = dict(identifier)
+        cls, defaults = _resolve(arguments.pop("name"))
+        return cls(**{**defaults, **arguments})
+    raise ValueError(
+        "Expected an optimizer name, dict or instance. "
+        f"Received: identifier={identifier!r}"
+    )

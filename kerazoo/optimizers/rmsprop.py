@@ -1,0 +1,67 @@
+import keras
+from keras import ops
+
+from kerazoo.api import register
+from kerazoo.optimizers._checks import check_learning_rate
+from kerazoo.optimizers._checks import check_positive
+from kerazoo.optimizers._checks import check_unit_interval
+
+
+@register
+class RMSProp(keras.optimizers.Optimizer):
+    """RMSProp: each weight's step divided by a running root mean square of its
+    gradients.
+
+    With learning rate alpha, decay rho and gradient dw:
+
+        v = rho * v + (1 - rho) * dw ** 2
+        w = w - alpha * dw / (sqrt(v) + epsilon)
+
+    Epsilon is added outside the square root, as the lecture writes it (and as
+    Hinton's lecture 6e and PyTorch do). Keras's built-in `RMSprop` adds it inside
+    (`sqrt(v + epsilon)`); the two differ only where `v` is comparable to epsilon.
+
+    Args:
+        learning_rate: Non-negative float, a `LearningRateSchedule`, or a
+            callable taking no arguments.
+        rho: Decay of the running average, in [0, 1).
+        epsilon: Small positive float that keeps the division finite.
+        **kwargs: Base optimizer arguments (`weight_decay`, `clipnorm`,
+            `clipvalue`, `global_clipnorm`, `use_ema`, `ema_momentum`,
+            `gradient_accumulation_steps`, `loss_scale_factor`, `name`).
+
+    Example:
+
+    >>> optimizer = RMSProp(learning_rate=1e-3, rho=0.9)
+
+    Reference:
+        Hinton, Srivastava & Swersky, "Neural Networks for Machine Learning",
+        lecture 6e, 2012.
+    """
+
+    def __init__(
+        self, learning_rate=0.001, rho=0.9, epsilon=1e-7, name="RMSProp", **kwargs
+    ):
+        check_learning_rate(learning_rate)
+        super().__init__(learning_rate=learning_rate, name=name, **kwargs)
+        self.rho = check_unit_interval("rho", rho)
+        self.epsilon = check_positive("epsilon", epsilon)
+
+    def build(self, var_list):
+        if self.built:
+            return
+        super().build(var_list)
+        self._velocities = self.add_optimizer_variables(var_list, "velocity")
+
+    def update_step(self, gradient, variable, learning_rate):
+        lr = ops.cast(learning_rate, variable.dtype)
+        gradient = ops.cast(gradient, variable.dtype)
+        v = self._velocities[self._get_variable_index(variable)]
+        rho = ops.cast(self.rho, variable.dtype)
+        self.assign(v, rho * v + (1 - rho) * ops.square(gradient))
+        self.assign_sub(variable, lr * gradient / (ops.sqrt(v) + self.epsilon))
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"rho": self.rho, "epsilon": self.epsilon})
+        return config

@@ -1,0 +1,90 @@
+import keras
+from keras import ops
+
+from kerazoo.api import register
+from kerazoo.optimizers._checks import check_learning_rate
+from kerazoo.optimizers._checks import check_unit_interval
+
+
+@register
+class SGD(keras.optimizers.Optimizer):
+    """Gradient descent, with optional momentum and Nesterov momentum.
+
+    With learning rate eta, momentum gamma and gradient g = dJ/dtheta:
+
+    - plain (`momentum=0`): `theta = theta - eta * g`;
+    - momentum: `v = gamma * v + eta * g; theta = theta - v`;
+    - Nesterov: the gradient is taken at the look-ahead point
+      `theta - gamma * v`: `v_t = gamma * v_{t-1} + eta * g(theta - gamma * v_{t-1});
+      theta = theta - v_t`.
+
+    For Nesterov the model variables hold the look-ahead point
+    `phi = theta - gamma * v`, so the gradient Keras computes at the variables is
+    exactly the lecture's look-ahead gradient. Substituting
+    `theta_t = phi_t + gamma * v_t` into `theta_t = theta_{t-1} - v_t` gives the
+    update applied here: `v_t = gamma * v_{t-1} + eta * g(phi_{t-1})`,
+    `phi_t = phi_{t-1} - gamma * v_t - eta * g(phi_{t-1})`. At the end of
+    training `phi` and `theta` differ by `gamma * v`, which is small once the
+    steps are.
+
+    Whether the update runs per example, per mini-batch or once per pass over the
+    data (stochastic, mini-batch or full-batch gradient descent) is a question of
+    batch size, not of the optimizer.
+
+    The velocity `v` follows the lecture's sign convention (it is subtracted);
+    Keras's built-in stores `-v`. The two compute the same trajectory.
+
+    Args:
+        learning_rate: Non-negative float, a `LearningRateSchedule`, or a
+            callable taking no arguments.
+        momentum: gamma, in [0, 1).
+        nesterov: Whether to use Nesterov momentum (needs `momentum > 0` to make
+            a difference).
+        **kwargs: Base optimizer arguments (`weight_decay`, `clipnorm`,
+            `clipvalue`, `global_clipnorm`, `use_ema`, `ema_momentum`,
+            `gradient_accumulation_steps`, `loss_scale_factor`, `name`).
+
+    Example:
+
+    >>> optimizer = SGD(learning_rate=0.1, momentum=0.9, nesterov=True)
+
+    Reference:
+        Sutskever et al., "On the importance of initialization and momentum in
+        deep learning", ICML 2013.
+    """
+
+    def __init__(
+        self, learning_rate=0.01, momentum=0.0, nesterov=False, name="SGD", **kwargs
+    ):
+        check_learning_rate(learning_rate)
+        super().__init__(learning_rate=learning_rate, name=name, **kwargs)
+        self.momentum = check_unit_interval("momentum", momentum)
+        self.nesterov = bool(nesterov)
+
+    def build(self, var_list):
+        if self.built:
+            return
+        super().build(var_list)
+        self._velocities = []
+        if self.momentum:
+            self._velocities = self.add_optimizer_variables(var_list, "velocity")
+
+    def update_step(self, gradient, variable, learning_rate):
+        lr = ops.cast(learning_rate, variable.dtype)
+        gradient = ops.cast(gradient, variable.dtype)
+        if not self.momentum:
+            self.assign_sub(variable, lr * gradient)
+            return
+        v = self._velocities[self._get_variable_index(variable)]
+        gamma = ops.cast(self.momentum, variable.dtype)
+        step = lr * gradient
+        self.assign(v, gamma * v + step)
+        if self.nesterov:
+            self.assign_sub(variable, gamma * v + step)
+        else:
+            self.assign_sub(variable, v)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"momentum": self.momentum, "nesterov": self.nesterov})
+        return config
