@@ -7,6 +7,8 @@ same in training and inference and work at any batch size, including 1.
 import keras
 from keras import ops
 
+from kerazoo._checks import check_positive
+
 
 def normalize(x, mean, variance, epsilon, gamma=None, beta=None):
     """`gamma * (x - mean) / sqrt(variance + epsilon) + beta`, as one multiply-add."""
@@ -34,9 +36,7 @@ class AffineNormalization(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        if not epsilon > 0:
-            raise ValueError(f"`epsilon` must be positive. Received: epsilon={epsilon}")
-        self.epsilon = float(epsilon)
+        self.epsilon = check_positive("epsilon", epsilon)
         self.center = center
         self.scale = scale
         self.beta_initializer = keras.initializers.get(beta_initializer)

@@ -7,40 +7,9 @@ an op.
 
 import keras
 
-
-def check_positive_int(name, value, allow_none=False):
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        expected = "a positive integer or None" if allow_none else "a positive integer"
-        raise ValueError(f"`{name}` must be {expected}. Received: {name}={value!r}")
-    return value
-
-
-def check_choice(name, value, choices):
-    if value not in choices:
-        raise ValueError(
-            f"`{name}` must be one of {list(choices)}. Received: {name}={value!r}"
-        )
-    return value
-
-
-def check_rate(name, value, low_inclusive=True, high_inclusive=False):
-    """Checks `value` lies in [0, 1) (or the interval the flags say)."""
-    ok_low = value >= 0 if low_inclusive else value > 0
-    ok_high = value <= 1 if high_inclusive else value < 1
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or not (ok_low and ok_high)
-    ):
-        interval = (
-            ("[" if low_inclusive else "(") + "0, 1" + ("]" if high_inclusive else ")")
-        )
-        raise ValueError(
-            f"`{name}` must be a number in {interval}. Received: {name}={value!r}"
-        )
-    return value
+from kerazoo._checks import check_choice
+from kerazoo._checks import check_fraction
+from kerazoo._checks import check_positive
 
 
 def standardize_data_format(data_format):
@@ -121,13 +90,8 @@ class BlockMixin:
         self.activation = keras.activations.get(activation)
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
-        self.norm_momentum = check_rate("norm_momentum", norm_momentum)
-        if not norm_epsilon > 0:
-            raise ValueError(
-                "`norm_epsilon` must be positive. "
-                f"Received: norm_epsilon={norm_epsilon}"
-            )
-        self.norm_epsilon = norm_epsilon
+        self.norm_momentum = check_fraction("norm_momentum", norm_momentum)
+        self.norm_epsilon = check_positive("norm_epsilon", norm_epsilon)
         self.data_format = standardize_data_format(data_format)
         self._channel_axis = channel_axis(self.data_format)
 

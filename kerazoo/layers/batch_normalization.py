@@ -1,6 +1,8 @@
 import keras
 from keras import ops
 
+from kerazoo._checks import check_fraction
+from kerazoo._checks import check_positive
 from kerazoo.api import register
 
 
@@ -101,17 +103,9 @@ class BatchNormalization(keras.layers.Layer):
         super().__init__(**kwargs)
         if isinstance(axis, bool) or not isinstance(axis, int):
             raise ValueError(f"`axis` must be an integer. Received: axis={axis!r}")
-        for arg, value in (
-            ("momentum", momentum),
-            ("renorm_momentum", renorm_momentum),
-        ):
-            if not 0.0 <= value < 1.0:
-                raise ValueError(f"`{arg}` must be in [0, 1). Received: {arg}={value}")
-        if not epsilon > 0:
-            raise ValueError(f"`epsilon` must be positive. Received: epsilon={epsilon}")
         self.axis = axis
-        self.momentum = float(momentum)
-        self.epsilon = float(epsilon)
+        self.momentum = check_fraction("momentum", momentum)
+        self.epsilon = check_positive("epsilon", epsilon)
         self.center = center
         self.scale = scale
         self.beta_initializer = keras.initializers.get(beta_initializer)
@@ -146,7 +140,7 @@ class BatchNormalization(keras.layers.Layer):
                     f"Received: renorm_clipping={renorm_clipping}"
                 )
         self.renorm_clipping = renorm_clipping
-        self.renorm_momentum = float(renorm_momentum)
+        self.renorm_momentum = check_fraction("renorm_momentum", renorm_momentum)
         self.synchronized = synchronized
         self.supports_masking = True
 

@@ -1,10 +1,10 @@
 import keras
 
+from kerazoo._checks import check_fraction
+from kerazoo._checks import check_positive_int
 from kerazoo.api import register
 from kerazoo.layers._utils import BlockMixin
 from kerazoo.layers._utils import check_image_input
-from kerazoo.layers._utils import check_positive_int
-from kerazoo.layers._utils import check_rate
 from kerazoo.layers._utils import spatial_output_shape
 
 
@@ -65,7 +65,7 @@ class DenseBlock(BlockMixin, keras.layers.Layer):
         self.growth_rate = check_positive_int("growth_rate", growth_rate)
         self.bottleneck = bool(bottleneck)
         self.bottleneck_width = check_positive_int("bottleneck_width", bottleneck_width)
-        self.dropout_rate = check_rate("dropout_rate", dropout_rate)
+        self.dropout_rate = check_fraction("dropout_rate", dropout_rate)
         self._set_common(
             activation,
             kernel_initializer,

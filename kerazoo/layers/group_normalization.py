@@ -80,7 +80,6 @@ class GroupNormalization(AffineNormalization):
         self._param_shape = [1] * grouped_ndim
         self._param_shape[axis] = groups
         self._param_shape[axis + 1] = channels // groups
-        self.input_spec = None
 
     def call(self, inputs):
         x = ops.cast(

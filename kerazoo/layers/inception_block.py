@@ -1,9 +1,9 @@
 import keras
 
+from kerazoo._checks import check_positive_int
 from kerazoo.api import register
 from kerazoo.layers._utils import BlockMixin
 from kerazoo.layers._utils import check_image_input
-from kerazoo.layers._utils import check_positive_int
 from kerazoo.layers._utils import spatial_output_shape
 
 

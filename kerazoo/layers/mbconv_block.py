@@ -1,10 +1,10 @@
 import keras
 
+from kerazoo._checks import check_fraction
+from kerazoo._checks import check_positive_int
 from kerazoo.api import register
 from kerazoo.layers._utils import BlockMixin
 from kerazoo.layers._utils import check_image_input
-from kerazoo.layers._utils import check_positive_int
-from kerazoo.layers._utils import check_rate
 from kerazoo.layers._utils import spatial_output_shape
 from kerazoo.layers.squeeze_excite import SqueezeExcite
 
@@ -78,9 +78,11 @@ class MBConvBlock(BlockMixin, keras.layers.Layer):
         self.kernel_size = check_positive_int("kernel_size", kernel_size)
         self.strides = check_positive_int("strides", strides)
         if se_ratio is not None:
-            check_rate("se_ratio", se_ratio, low_inclusive=False, high_inclusive=True)
+            check_fraction(
+                "se_ratio", se_ratio, low_inclusive=False, high_inclusive=True
+            )
         self.se_ratio = se_ratio
-        self.drop_rate = check_rate("drop_rate", drop_rate)
+        self.drop_rate = check_fraction("drop_rate", drop_rate)
         self._set_common(
             activation,
             kernel_initializer,

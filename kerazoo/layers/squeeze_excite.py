@@ -1,11 +1,11 @@
 import keras
 from keras import ops
 
+from kerazoo._checks import check_fraction
+from kerazoo._checks import check_positive_int
 from kerazoo.api import register
 from kerazoo.layers._utils import channel_axis
 from kerazoo.layers._utils import check_image_input
-from kerazoo.layers._utils import check_positive_int
-from kerazoo.layers._utils import check_rate
 from kerazoo.layers._utils import standardize_data_format
 
 
@@ -53,7 +53,7 @@ class SqueezeExcite(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        self.ratio = check_rate(
+        self.ratio = check_fraction(
             "ratio", ratio, low_inclusive=False, high_inclusive=True
         )
         self.squeeze_filters = check_positive_int(

@@ -1,9 +1,9 @@
 import keras
 
+from kerazoo._checks import check_fraction
 from kerazoo.api import register
 from kerazoo.layers._utils import BlockMixin
 from kerazoo.layers._utils import check_image_input
-from kerazoo.layers._utils import check_rate
 
 
 @register
@@ -47,7 +47,7 @@ class TransitionBlock(BlockMixin, keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        self.compression = check_rate(
+        self.compression = check_fraction(
             "compression", compression, low_inclusive=False, high_inclusive=True
         )
         self._set_common(

@@ -1,9 +1,10 @@
 import keras
 from keras import ops
 
+from kerazoo._checks import check_learning_rate
+from kerazoo._checks import check_non_negative
+from kerazoo._checks import check_positive
 from kerazoo.api import register
-from kerazoo.optimizers._checks import check_learning_rate
-from kerazoo.optimizers._checks import check_positive
 
 
 @register
@@ -47,12 +48,9 @@ class AdaGrad(keras.optimizers.Optimizer):
     ):
         check_learning_rate(learning_rate)
         super().__init__(learning_rate=learning_rate, name=name, **kwargs)
-        if not initial_accumulator_value >= 0:
-            raise ValueError(
-                "`initial_accumulator_value` must be non-negative. Received: "
-                f"initial_accumulator_value={initial_accumulator_value}"
-            )
-        self.initial_accumulator_value = float(initial_accumulator_value)
+        self.initial_accumulator_value = check_non_negative(
+            "initial_accumulator_value", initial_accumulator_value
+        )
         self.epsilon = check_positive("epsilon", epsilon)
 
     def build(self, var_list):

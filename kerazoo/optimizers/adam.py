@@ -1,10 +1,10 @@
 import keras
 from keras import ops
 
+from kerazoo._checks import check_fraction
+from kerazoo._checks import check_learning_rate
+from kerazoo._checks import check_positive
 from kerazoo.api import register
-from kerazoo.optimizers._checks import check_learning_rate
-from kerazoo.optimizers._checks import check_positive
-from kerazoo.optimizers._checks import check_unit_interval
 
 
 @register
@@ -59,8 +59,8 @@ class Adam(keras.optimizers.Optimizer):
     ):
         check_learning_rate(learning_rate)
         super().__init__(learning_rate=learning_rate, name=name, **kwargs)
-        self.beta_1 = check_unit_interval("beta_1", beta_1)
-        self.beta_2 = check_unit_interval("beta_2", beta_2)
+        self.beta_1 = check_fraction("beta_1", beta_1)
+        self.beta_2 = check_fraction("beta_2", beta_2)
         self.epsilon = check_positive("epsilon", epsilon)
 
     def build(self, var_list):

@@ -1,10 +1,10 @@
 import keras
 from keras import ops
 
+from kerazoo._checks import check_fraction
+from kerazoo._checks import check_learning_rate
+from kerazoo._checks import check_positive
 from kerazoo.api import register
-from kerazoo.optimizers._checks import check_learning_rate
-from kerazoo.optimizers._checks import check_positive
-from kerazoo.optimizers._checks import check_unit_interval
 
 
 @register
@@ -44,7 +44,7 @@ class RMSProp(keras.optimizers.Optimizer):
     ):
         check_learning_rate(learning_rate)
         super().__init__(learning_rate=learning_rate, name=name, **kwargs)
-        self.rho = check_unit_interval("rho", rho)
+        self.rho = check_fraction("rho", rho)
         self.epsilon = check_positive("epsilon", epsilon)
 
     def build(self, var_list):

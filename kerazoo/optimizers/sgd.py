@@ -1,9 +1,9 @@
 import keras
 from keras import ops
 
+from kerazoo._checks import check_fraction
+from kerazoo._checks import check_learning_rate
 from kerazoo.api import register
-from kerazoo.optimizers._checks import check_learning_rate
-from kerazoo.optimizers._checks import check_unit_interval
 
 
 @register
@@ -58,7 +58,7 @@ class SGD(keras.optimizers.Optimizer):
     ):
         check_learning_rate(learning_rate)
         super().__init__(learning_rate=learning_rate, name=name, **kwargs)
-        self.momentum = check_unit_interval("momentum", momentum)
+        self.momentum = check_fraction("momentum", momentum)
         self.nesterov = bool(nesterov)
 
     def build(self, var_list):

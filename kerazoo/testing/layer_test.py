@@ -160,7 +160,9 @@ def check_saved_model_export(layer_cls, init_kwargs, input_shape, seed=0, atol=1
     """`model.export` and `tf.saved_model.load` reproduce the Keras outputs.
 
     Runs under the TensorFlow backend only; returns False (checked nothing)
-    otherwise.
+    otherwise. The tolerance is not zero because TensorFlow's graph rewrites
+    reorder floating-point operations: outputs differ in the last bits (about
+    5e-7 seen on a residual block), never more.
     """
     if keras.backend.backend() != "tensorflow":
         return False
