@@ -8,7 +8,7 @@ import importlib
 
 __version__ = "0.1.0"
 
-_SUBPACKAGES = ("layers", "optimizers", "testing", "data")
+_SUBPACKAGES = ("layers", "optimizers", "initializers", "models", "testing", "data")
 
 __all__ = ["__version__", *_SUBPACKAGES]
 

@@ -2,20 +2,48 @@
 
 Each is a `keras.optimizers.Optimizer` subclass overriding only `build`,
 `update_step` and `get_config`, so the base-class features (`weight_decay`,
-gradient clipping, EMA, gradient accumulation, loss scaling) keep working.
+gradient clipping, EMA, gradient accumulation, loss scaling) keep working. All of
+them take `lr_multipliers` (discriminative learning rates by variable path) and
+`skip_nonfinite` (a NaN/Inf gradient skips its variable's update and is counted
+in `optimizer.nonfinite_updates`); see `kerazoo.optimizers.Optimizer`.
+
+Also here: `schedules` (warmup + cosine, one-cycle, step decay), `lr_find` (the
+learning-rate range test) and `batch_size_for` (the lecture's per-example,
+mini-batch and full-batch regimes).
 """
 
 import difflib
 
 import keras
 
+from kerazoo.optimizers import schedules
 from kerazoo.optimizers.adagrad import AdaGrad
 from kerazoo.optimizers.adam import Adam
 from kerazoo.optimizers.adamw import AdamW
+from kerazoo.optimizers.base import Optimizer
+from kerazoo.optimizers.batching import BATCHING
+from kerazoo.optimizers.batching import batch_size_for
+from kerazoo.optimizers.batching import steps_per_epoch
+from kerazoo.optimizers.lr_find import LRFindResult
+from kerazoo.optimizers.lr_find import lr_find
 from kerazoo.optimizers.rmsprop import RMSProp
 from kerazoo.optimizers.sgd import SGD
 
-__all__ = ["SGD", "AdaGrad", "Adam", "AdamW", "RMSProp", "get"]
+__all__ = [
+    "BATCHING",
+    "SGD",
+    "AdaGrad",
+    "Adam",
+    "AdamW",
+    "LRFindResult",
+    "Optimizer",
+    "RMSProp",
+    "batch_size_for",
+    "get",
+    "lr_find",
+    "schedules",
+    "steps_per_epoch",
+]
 
 # Name -> (class, default arguments that the name implies).
 _NAMES = {

@@ -1,14 +1,14 @@
 import keras
 from keras import ops
 
-from kerazoo._checks import check_learning_rate
 from kerazoo._checks import check_non_negative
 from kerazoo._checks import check_positive
 from kerazoo.api import register
+from kerazoo.optimizers.base import Optimizer
 
 
 @register
-class AdaGrad(keras.optimizers.Optimizer):
+class AdaGrad(Optimizer):
     """AdaGrad: each weight's step divided by the root of its summed squared
     gradients.
 
@@ -25,9 +25,11 @@ class AdaGrad(keras.optimizers.Optimizer):
             callable taking no arguments.
         initial_accumulator_value: Starting value of G (non-negative).
         epsilon: Small positive float that keeps the division finite.
-        **kwargs: Base optimizer arguments (`weight_decay`, `clipnorm`,
-            `clipvalue`, `global_clipnorm`, `use_ema`, `ema_momentum`,
-            `gradient_accumulation_steps`, `loss_scale_factor`, `name`).
+        **kwargs: `lr_multipliers` and `skip_nonfinite` (see
+            `kerazoo.optimizers.Optimizer`) and the base optimizer arguments
+            (`weight_decay`, `clipnorm`, `clipvalue`, `global_clipnorm`,
+            `use_ema`, `ema_momentum`, `gradient_accumulation_steps`,
+            `loss_scale_factor`, `name`).
 
     Example:
 
@@ -46,7 +48,6 @@ class AdaGrad(keras.optimizers.Optimizer):
         name="AdaGrad",
         **kwargs,
     ):
-        check_learning_rate(learning_rate)
         super().__init__(learning_rate=learning_rate, name=name, **kwargs)
         self.initial_accumulator_value = check_non_negative(
             "initial_accumulator_value", initial_accumulator_value
@@ -64,11 +65,12 @@ class AdaGrad(keras.optimizers.Optimizer):
         )
 
     def update_step(self, gradient, variable, learning_rate):
-        lr = ops.cast(learning_rate, variable.dtype)
-        gradient = ops.cast(gradient, variable.dtype)
+        gradient, lr, finite = self._prepare(gradient, variable, learning_rate)
         accumulator = self._accumulators[self._get_variable_index(variable)]
-        self.assign_add(accumulator, ops.square(gradient))
-        self.assign_sub(variable, lr * gradient / ops.sqrt(accumulator + self.epsilon))
+        new_accumulator = accumulator + ops.square(gradient)
+        self._update(accumulator, new_accumulator, finite)
+        step = lr * gradient / ops.sqrt(new_accumulator + self.epsilon)
+        self._update(variable, variable - step, finite)
 
     def get_config(self):
         config = super().get_config()

@@ -1,14 +1,14 @@
-import keras
 from keras import ops
 
 from kerazoo._checks import check_fraction
-from kerazoo._checks import check_learning_rate
 from kerazoo._checks import check_positive
 from kerazoo.api import register
+from kerazoo.optimizers.base import Optimizer
+from kerazoo.optimizers.base import serialize_hyperparameter
 
 
 @register
-class Adam(keras.optimizers.Optimizer):
+class Adam(Optimizer):
     """Adam: momentum on the gradient, RMSProp on its square, both bias-corrected.
 
     With learning rate eta, step t = 1, 2, ... and gradient g (Kingma & Ba,
@@ -33,12 +33,16 @@ class Adam(keras.optimizers.Optimizer):
     Args:
         learning_rate: Non-negative float, a `LearningRateSchedule`, or a
             callable taking no arguments.
-        beta_1: Decay of the first-moment (momentum) average, in [0, 1).
+        beta_1: Decay of the first-moment (momentum) average, in [0, 1), or a
+            schedule giving it per step (one-cycle varies it like momentum);
+            the bias correction then divides by `1 - prod(beta_1 per step)`.
         beta_2: Decay of the second-moment average, in [0, 1).
         epsilon: Small positive float that keeps the division finite.
-        **kwargs: Base optimizer arguments (`weight_decay`, `clipnorm`,
-            `clipvalue`, `global_clipnorm`, `use_ema`, `ema_momentum`,
-            `gradient_accumulation_steps`, `loss_scale_factor`, `name`).
+        **kwargs: `lr_multipliers` and `skip_nonfinite` (see
+            `kerazoo.optimizers.Optimizer`) and the base optimizer arguments
+            (`weight_decay`, `clipnorm`, `clipvalue`, `global_clipnorm`,
+            `use_ema`, `ema_momentum`, `gradient_accumulation_steps`,
+            `loss_scale_factor`, `name`).
 
     Example:
 
@@ -47,6 +51,8 @@ class Adam(keras.optimizers.Optimizer):
     Reference:
         Kingma & Ba, "Adam: A Method for Stochastic Optimization", ICLR 2015.
     """
+
+    _schedulable = ("beta_1",)
 
     def __init__(
         self,
@@ -57,9 +63,10 @@ class Adam(keras.optimizers.Optimizer):
         name="Adam",
         **kwargs,
     ):
-        check_learning_rate(learning_rate)
         super().__init__(learning_rate=learning_rate, name=name, **kwargs)
-        self.beta_1 = check_fraction("beta_1", beta_1)
+        if not callable(beta_1):
+            beta_1 = check_fraction("beta_1", beta_1)
+        self.beta_1 = beta_1
         self.beta_2 = check_fraction("beta_2", beta_2)
         self.epsilon = check_positive("epsilon", epsilon)
 
@@ -70,25 +77,46 @@ class Adam(keras.optimizers.Optimizer):
         self._momentums, self._velocities = self.add_optimizer_variables(
             var_list, ["momentum", "velocity"]
         )
+        self._beta_1_products = []
+        if callable(self.beta_1):
+            self._beta_1_products = [
+                self.add_variable((), initializer="ones", name=f"beta_1_product_{i}")
+                for i in range(len(var_list))
+            ]
 
     def update_step(self, gradient, variable, learning_rate):
+        gradient, lr, finite = self._prepare(gradient, variable, learning_rate)
         dtype = variable.dtype
-        lr = ops.cast(learning_rate, dtype)
-        gradient = ops.cast(gradient, dtype)
         t = ops.cast(self.iterations + 1, dtype)
-        beta_1 = ops.cast(self.beta_1, dtype)
+        beta_1 = self._hyperparameter(self.beta_1, dtype)
         beta_2 = ops.cast(self.beta_2, dtype)
         index = self._get_variable_index(variable)
         m, s = self._momentums[index], self._velocities[index]
-        self.assign(m, beta_1 * m + (1 - beta_1) * gradient)
-        self.assign(s, beta_2 * s + (1 - beta_2) * ops.square(gradient))
-        m_hat = m / (1 - ops.power(beta_1, t))
-        s_hat = s / (1 - ops.power(beta_2, t))
-        self.assign_sub(variable, lr * m_hat / (ops.sqrt(s_hat) + self.epsilon))
+        new_m = beta_1 * m + (1 - beta_1) * gradient
+        new_s = beta_2 * s + (1 - beta_2) * ops.square(gradient)
+        self._update(m, new_m, finite)
+        self._update(s, new_s, finite)
+        if callable(self.beta_1):
+            # With a scheduled beta_1 the bias correction is the product of
+            # the betas seen so far, kept per variable.
+            product = self._beta_1_products[index]
+            new_product = product * beta_1
+            self._update(product, new_product, finite)
+            correction_1 = 1 - new_product
+        else:
+            correction_1 = 1 - ops.power(beta_1, t)
+        m_hat = new_m / correction_1
+        s_hat = new_s / (1 - ops.power(beta_2, t))
+        step = lr * m_hat / (ops.sqrt(s_hat) + self.epsilon)
+        self._update(variable, variable - step, finite)
 
     def get_config(self):
         config = super().get_config()
         config.update(
-            {"beta_1": self.beta_1, "beta_2": self.beta_2, "epsilon": self.epsilon}
+            {
+                "beta_1": serialize_hyperparameter(self.beta_1),
+                "beta_2": self.beta_2,
+                "epsilon": self.epsilon,
+            }
         )
         return config

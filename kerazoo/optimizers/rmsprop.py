@@ -1,14 +1,13 @@
-import keras
 from keras import ops
 
 from kerazoo._checks import check_fraction
-from kerazoo._checks import check_learning_rate
 from kerazoo._checks import check_positive
 from kerazoo.api import register
+from kerazoo.optimizers.base import Optimizer
 
 
 @register
-class RMSProp(keras.optimizers.Optimizer):
+class RMSProp(Optimizer):
     """RMSProp: each weight's step divided by a running root mean square of its
     gradients.
 
@@ -26,9 +25,11 @@ class RMSProp(keras.optimizers.Optimizer):
             callable taking no arguments.
         rho: Decay of the running average, in [0, 1).
         epsilon: Small positive float that keeps the division finite.
-        **kwargs: Base optimizer arguments (`weight_decay`, `clipnorm`,
-            `clipvalue`, `global_clipnorm`, `use_ema`, `ema_momentum`,
-            `gradient_accumulation_steps`, `loss_scale_factor`, `name`).
+        **kwargs: `lr_multipliers` and `skip_nonfinite` (see
+            `kerazoo.optimizers.Optimizer`) and the base optimizer arguments
+            (`weight_decay`, `clipnorm`, `clipvalue`, `global_clipnorm`,
+            `use_ema`, `ema_momentum`, `gradient_accumulation_steps`,
+            `loss_scale_factor`, `name`).
 
     Example:
 
@@ -42,7 +43,6 @@ class RMSProp(keras.optimizers.Optimizer):
     def __init__(
         self, learning_rate=0.001, rho=0.9, epsilon=1e-7, name="RMSProp", **kwargs
     ):
-        check_learning_rate(learning_rate)
         super().__init__(learning_rate=learning_rate, name=name, **kwargs)
         self.rho = check_fraction("rho", rho)
         self.epsilon = check_positive("epsilon", epsilon)
@@ -54,12 +54,13 @@ class RMSProp(keras.optimizers.Optimizer):
         self._velocities = self.add_optimizer_variables(var_list, "velocity")
 
     def update_step(self, gradient, variable, learning_rate):
-        lr = ops.cast(learning_rate, variable.dtype)
-        gradient = ops.cast(gradient, variable.dtype)
+        gradient, lr, finite = self._prepare(gradient, variable, learning_rate)
         v = self._velocities[self._get_variable_index(variable)]
         rho = ops.cast(self.rho, variable.dtype)
-        self.assign(v, rho * v + (1 - rho) * ops.square(gradient))
-        self.assign_sub(variable, lr * gradient / (ops.sqrt(v) + self.epsilon))
+        new_v = rho * v + (1 - rho) * ops.square(gradient)
+        self._update(v, new_v, finite)
+        step = lr * gradient / (ops.sqrt(new_v) + self.epsilon)
+        self._update(variable, variable - step, finite)
 
     def get_config(self):
         config = super().get_config()

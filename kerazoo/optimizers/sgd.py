@@ -1,13 +1,11 @@
-import keras
-from keras import ops
-
 from kerazoo._checks import check_fraction
-from kerazoo._checks import check_learning_rate
 from kerazoo.api import register
+from kerazoo.optimizers.base import Optimizer
+from kerazoo.optimizers.base import serialize_hyperparameter
 
 
 @register
-class SGD(keras.optimizers.Optimizer):
+class SGD(Optimizer):
     """Gradient descent, with optional momentum and Nesterov momentum.
 
     With learning rate eta, momentum gamma and gradient g = dJ/dtheta:
@@ -34,15 +32,24 @@ class SGD(keras.optimizers.Optimizer):
     The velocity `v` follows the lecture's sign convention (it is subtracted);
     Keras's built-in stores `-v`. The two compute the same trajectory.
 
+    A scheduled momentum (for example
+    `kerazoo.optimizers.schedules.OneCycle(...).momentum_schedule()`) uses
+    `gamma_t` in step t; with Nesterov the variables then hold
+    `theta_t - gamma_{t+1} * v_t`, the point where step t + 1 takes its
+    gradient, so the update becomes `phi_t = phi_{t-1} - eta * g - gamma_{t+1} * v_t`.
+
     Args:
         learning_rate: Non-negative float, a `LearningRateSchedule`, or a
             callable taking no arguments.
-        momentum: gamma, in [0, 1).
+        momentum: gamma, in [0, 1), or a schedule (a callable taking the step,
+            such as a `LearningRateSchedule`) giving it per step.
         nesterov: Whether to use Nesterov momentum (needs `momentum > 0` to make
             a difference).
-        **kwargs: Base optimizer arguments (`weight_decay`, `clipnorm`,
-            `clipvalue`, `global_clipnorm`, `use_ema`, `ema_momentum`,
-            `gradient_accumulation_steps`, `loss_scale_factor`, `name`).
+        **kwargs: `lr_multipliers` and `skip_nonfinite` (see
+            `kerazoo.optimizers.Optimizer`) and the base optimizer arguments
+            (`weight_decay`, `clipnorm`, `clipvalue`, `global_clipnorm`,
+            `use_ema`, `ema_momentum`, `gradient_accumulation_steps`,
+            `loss_scale_factor`, `name`).
 
     Example:
 
@@ -53,12 +60,15 @@ class SGD(keras.optimizers.Optimizer):
         deep learning", ICML 2013.
     """
 
+    _schedulable = ("momentum",)
+
     def __init__(
         self, learning_rate=0.01, momentum=0.0, nesterov=False, name="SGD", **kwargs
     ):
-        check_learning_rate(learning_rate)
         super().__init__(learning_rate=learning_rate, name=name, **kwargs)
-        self.momentum = check_fraction("momentum", momentum)
+        if not callable(momentum):
+            momentum = check_fraction("momentum", momentum)
+        self.momentum = momentum
         self.nesterov = bool(nesterov)
 
     def build(self, var_list):
@@ -70,21 +80,29 @@ class SGD(keras.optimizers.Optimizer):
             self._velocities = self.add_optimizer_variables(var_list, "velocity")
 
     def update_step(self, gradient, variable, learning_rate):
-        lr = ops.cast(learning_rate, variable.dtype)
-        gradient = ops.cast(gradient, variable.dtype)
+        gradient, lr, finite = self._prepare(gradient, variable, learning_rate)
         if not self.momentum:
-            self.assign_sub(variable, lr * gradient)
+            self._update(variable, variable - lr * gradient, finite)
             return
         v = self._velocities[self._get_variable_index(variable)]
-        gamma = ops.cast(self.momentum, variable.dtype)
+        gamma = self._hyperparameter(self.momentum, variable.dtype)
         step = lr * gradient
-        self.assign(v, gamma * v + step)
+        new_v = gamma * v + step
+        self._update(v, new_v, finite)
         if self.nesterov:
-            self.assign_sub(variable, gamma * v + step)
+            # The variables hold the look-ahead point for the next step, which
+            # uses next step's momentum when momentum is scheduled.
+            gamma_next = self._hyperparameter(self.momentum, variable.dtype, 1)
+            self._update(variable, variable - (gamma_next * new_v + step), finite)
         else:
-            self.assign_sub(variable, v)
+            self._update(variable, variable - new_v, finite)
 
     def get_config(self):
         config = super().get_config()
-        config.update({"momentum": self.momentum, "nesterov": self.nesterov})
+        config.update(
+            {
+                "momentum": serialize_hyperparameter(self.momentum),
+                "nesterov": self.nesterov,
+            }
+        )
         return config

@@ -1,0 +1,180 @@
+import re
+import warnings
+
+import keras
+from keras import ops
+
+from kerazoo._checks import check_learning_rate
+from kerazoo._checks import check_non_negative
+
+
+def _check_multipliers(lr_multipliers):
+    if lr_multipliers is None:
+        return None
+    if not isinstance(lr_multipliers, dict) or not lr_multipliers:
+        raise ValueError(
+            "`lr_multipliers` must be a non-empty dict {regex: factor}, e.g. "
+            f'{{"body/.*": 0.1}}. Received: lr_multipliers={lr_multipliers!r}'
+        )
+    checked = {}
+    for pattern, factor in lr_multipliers.items():
+        try:
+            re.compile(pattern)
+        except (re.error, TypeError) as error:
+            raise ValueError(
+                f"`lr_multipliers` key {pattern!r} is not a valid regular "
+                f"expression: {error}"
+            ) from None
+        checked[pattern] = check_non_negative(f"lr_multipliers[{pattern!r}]", factor)
+    return checked
+
+
+class Optimizer(keras.optimizers.Optimizer):
+    """What every kerazoo optimizer adds to `keras.optimizers.Optimizer`.
+
+    Two things, both arguments of every kerazoo optimizer:
+
+    - `lr_multipliers`: discriminative learning rates. A dict
+      `{regex: factor}`; each variable's learning rate is multiplied by the
+      factor of the first pattern that matches the start of its path
+      (`re.match` on `variable.path`, e.g. `"body/stage4/conv/kernel"`), and by
+      1 when none does. `{"body/.*": 0.1}` trains a pretrained body ten times
+      slower than the new head. The factors are resolved once, when the
+      optimizer is built, so they cost nothing per step. A pattern that matches
+      no variable gives a warning that lists the paths (not an error: the
+      optimizer is also built while a saved model loads). Paths of a nested
+      functional model keep their prefix after reloading only if it is a
+      `kerazoo.models.ScopedModel`. A factor of 0 stops the group's
+      gradient updates. Weight decay, when set, is applied by Keras's base
+      class before the update, with the unscaled rate, to every variable not
+      excluded with `exclude_from_weight_decay`.
+    - `skip_nonfinite` (default `True`): a gradient holding a NaN or an
+      infinity skips that variable's update, leaving the variable and its
+      optimizer slots (momentum, averages) exactly as they were, and adds one to
+      `optimizer.nonfinite_updates`, so that the skip is visible. Other
+      variables of the same step are updated normally, and the step counter
+      moves on. Weight decay, which depends on the weights alone, still
+      applies. With `skip_nonfinite=False` the formula is applied as written,
+      and a NaN spreads into the slots and the variable, as in Keras's
+      built-ins.
+
+    Args:
+        learning_rate: Non-negative float, a `LearningRateSchedule`, or a
+            callable taking no arguments.
+        lr_multipliers: Optional dict `{regex: non-negative factor}` (0 freezes).
+        skip_nonfinite: Whether a non-finite gradient skips its variable's update.
+        **kwargs: Base optimizer arguments (`weight_decay`, `clipnorm`,
+            `clipvalue`, `global_clipnorm`, `use_ema`, `ema_momentum`,
+            `gradient_accumulation_steps`, `loss_scale_factor`, `name`).
+    """
+
+    def __init__(
+        self, learning_rate, lr_multipliers=None, skip_nonfinite=True, **kwargs
+    ):
+        check_learning_rate(learning_rate)
+        super().__init__(learning_rate=learning_rate, **kwargs)
+        self.lr_multipliers = _check_multipliers(lr_multipliers)
+        self.skip_nonfinite = bool(skip_nonfinite)
+        self._lr_factors = []
+
+    def build(self, var_list):
+        super().build(var_list)
+        self._lr_factors = self._resolve_multipliers(var_list)
+        self.nonfinite_updates = None
+        if self.skip_nonfinite:
+            self.nonfinite_updates = self.add_variable(
+                shape=(),
+                initializer="zeros",
+                dtype="int32",
+                aggregation="only_first_replica",
+                name="nonfinite_updates",
+            )
+
+    def _resolve_multipliers(self, var_list):
+        if not self.lr_multipliers:
+            return [None] * len(var_list)
+        patterns = {p: re.compile(p) for p in self.lr_multipliers}
+        used = set()
+        factors = []
+        for variable in var_list:
+            factor = None
+            for pattern, regex in patterns.items():
+                if regex.match(variable.path):
+                    factor = self.lr_multipliers[pattern]
+                    used.add(pattern)
+                    break
+            factors.append(factor)
+        unused = [p for p in patterns if p not in used]
+        if unused and var_list:
+            paths = ", ".join(v.path for v in var_list[:6])
+            more = f" (and {len(var_list) - 6} more)" if len(var_list) > 6 else ""
+            warnings.warn(
+                f"`lr_multipliers` pattern(s) {unused} match none of the "
+                f"{len(var_list)} variables; their paths: {paths}{more}. (A "
+                "nested model loses its path prefix when reloaded unless it is "
+                "a `kerazoo.models.ScopedModel`.)",
+                stacklevel=3,
+            )
+        return factors
+
+    def _prepare(self, gradient, variable, learning_rate):
+        """Casts, scales the learning rate by the variable's multiplier, and
+        returns `(gradient, learning_rate, finite)`; `finite` is None when
+        non-finite gradients are not skipped."""
+        dtype = variable.dtype
+        gradient = ops.cast(gradient, dtype)
+        lr = ops.cast(learning_rate, dtype)
+        factor = self._lr_factors[self._get_variable_index(variable)]
+        if factor is not None:
+            lr = lr * ops.cast(factor, dtype)
+        finite = None
+        if self.skip_nonfinite:
+            finite = ops.all(ops.isfinite(gradient))
+            self.assign_add(
+                self.nonfinite_updates, ops.cast(ops.logical_not(finite), "int32")
+            )
+        return gradient, lr, finite
+
+    def _update(self, variable, value, finite):
+        """Assigns `value`, or keeps the old value when the gradient was not
+        finite."""
+        if finite is not None:
+            value = ops.where(finite, value, variable)
+        self.assign(variable, value)
+
+    def _hyperparameter(self, value, dtype, offset=0):
+        """A float hyperparameter, or a schedule evaluated at step
+        `iterations + offset`."""
+        if callable(value):
+            return ops.cast(value(self.iterations + offset), dtype)
+        return ops.cast(value, dtype)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "lr_multipliers": self.lr_multipliers,
+                "skip_nonfinite": self.skip_nonfinite,
+            }
+        )
+        return config
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        config = dict(config)
+        for key in cls._schedulable:
+            if isinstance(config.get(key), dict):
+                config[key] = keras.saving.deserialize_keras_object(
+                    config[key], custom_objects=custom_objects
+                )
+        return super().from_config(config, custom_objects=custom_objects)
+
+    # Names of hyperparameters that may be given as schedules (serialised as
+    # Keras objects in the config).
+    _schedulable = ()
+
+
+def serialize_hyperparameter(value):
+    if callable(value):
+        return keras.saving.serialize_keras_object(value)
+    return value
