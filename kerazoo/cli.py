@@ -78,6 +78,35 @@ def _cmd_demo(args):
     return 0
 
 
+def _cmd_init_report(args):
+    from kerazoo.initializers.report import DEFAULT_ACTIVATIONS
+    from kerazoo.initializers.report import DEFAULT_INITIALIZERS
+    from kerazoo.initializers.report import init_report
+
+    activations = args.activation or list(DEFAULT_ACTIVATIONS)
+    initializers = args.initializer or list(DEFAULT_INITIALIZERS)
+    print(
+        f"Plain networks of {args.depth} Dense layers x {args.width} units, "
+        f"{args.batch_size} unit-variance Gaussian inputs, backend {_backend()}",
+        flush=True,
+    )
+    try:
+        init_report(
+            activations=activations,
+            initializers=initializers,
+            depth=args.depth,
+            width=args.width,
+            batch_size=args.batch_size,
+            seed=args.seed,
+            gradients=args.gradients,
+            output_dir=args.output_dir,
+        )
+    except (ValueError, NotImplementedError) as error:
+        print(f"kerazoo init-report: error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="kerazoo",
@@ -109,6 +138,46 @@ def build_parser():
         help="where demo.keras is written (default: %(default)s)",
     )
     p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser(
+        "init-report",
+        help="activation statistics through a deep plain network, by initializer",
+        description=(
+            "Builds deep plain networks (Dense + activation), one per activation "
+            "and initializer, prints the std of each layer's output and a "
+            "verdict (keeps its scale, vanishes, explodes, saturates), and "
+            "writes init_report.csv and init_report.png."
+        ),
+    )
+    p.add_argument(
+        "--activation",
+        action="append",
+        help="activation (repeatable; default: tanh and relu)",
+    )
+    p.add_argument(
+        "--initializer",
+        action="append",
+        help=(
+            "initializer name (xavier_normal, he_uniform, lecun_normal, ...) or "
+            "normal:STD / uniform:LIMIT (repeatable; default: xavier_normal, "
+            "he_normal, normal:0.01, normal:1.0)"
+        ),
+    )
+    p.add_argument("--depth", type=_positive_int, default=20)
+    p.add_argument("--width", type=_positive_int, default=256)
+    p.add_argument("--batch-size", type=_positive_int, default=1000)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--gradients",
+        action="store_true",
+        help="also measure back-propagated gradients (TensorFlow backend)",
+    )
+    p.add_argument(
+        "--output-dir",
+        default=os.path.join("runs", "init-report"),
+        help="where the CSV and PNG are written (default: %(default)s)",
+    )
+    p.set_defaults(func=_cmd_init_report)
     return parser
 
 

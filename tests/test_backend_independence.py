@@ -8,7 +8,13 @@ import sys
 
 import pytest
 
-MODULES = ["kerazoo.layers", "kerazoo.optimizers", "kerazoo.testing"]
+MODULES = [
+    "kerazoo.layers",
+    "kerazoo.optimizers",
+    "kerazoo.initializers",
+    "kerazoo.models",
+    "kerazoo.testing",
+]
 
 
 def _run(code, backend):

@@ -82,3 +82,40 @@ def test_demo_trains_saves_and_reloads(tmp_path, capsys):
         "BatchNormalization",
     } <= kinds
     assert os.path.getsize(path) > 100_000
+
+
+def test_init_report_command(tmp_path, capsys):
+    code = cli.main(
+        [
+            "init-report",
+            "--depth",
+            "4",
+            "--width",
+            "32",
+            "--batch-size",
+            "200",
+            "--activation",
+            "relu",
+            "--initializer",
+            "he_normal",
+            "--initializer",
+            "normal:1.0",
+            "--output-dir",
+            str(tmp_path),
+        ]
+    )
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "he_normal: keeps its scale" in out
+    assert "normal:1.0: explodes" in out
+    assert (tmp_path / "init_report.png").exists()
+    assert (tmp_path / "init_report.csv").exists()
+
+
+def test_init_report_command_bad_initializer(tmp_path, capsys):
+    code = cli.main(
+        ["init-report", "--initializer", "he_nromal", "--output-dir", str(tmp_path)]
+    )
+    assert code == 2
+    assert "Did you mean 'he_normal'" in capsys.readouterr().err
+    assert not (tmp_path / "init_report.csv").exists()

@@ -139,7 +139,7 @@ class Optimizer(keras.optimizers.Optimizer):
         """Assigns `value`, or keeps the old value when the gradient was not
         finite."""
         if finite is not None:
-            value = ops.where(finite, value, variable)
+            value = ops.where(finite, value, ops.convert_to_tensor(variable))
         self.assign(variable, value)
 
     def _hyperparameter(self, value, dtype, offset=0):
