@@ -25,3 +25,30 @@ def test_bench_normalization_reports_ratios(tmp_path, capsys):
         assert r["kerazoo_ms"] > 0 and r["keras_ms"] > 0
     assert json.loads(out.read_text())["results"].keys() == results.keys()
     assert "kerazoo vs Keras" in capsys.readouterr().out
+
+
+def test_bench_optimizers_reports_ratios(tmp_path, capsys):
+    bench = _load("bench_optimizers")
+    out = tmp_path / "opt.json"
+    results = bench.main(
+        [
+            "--quick",
+            "--rules",
+            "sgd",
+            "adam",
+            "--steps",
+            "1",
+            "--repeats",
+            "1",
+            "--json",
+            str(out),
+        ]
+    )
+    assert set(results) == {"versus_keras", "nonfinite_guard"}
+    for table in results.values():
+        assert set(table) == {"sgd", "adam"}
+        for r in table.values():
+            assert r["ratio_min"] <= r["ratio_median"] <= r["ratio_max"]
+            assert r["a_ms"] > 0 and r["b_ms"] > 0
+    assert json.loads(out.read_text())["results"].keys() == results.keys()
+    assert "kerazoo vs Keras" in capsys.readouterr().out

@@ -70,7 +70,7 @@ class AdaGrad(Optimizer):
         new_accumulator = accumulator + ops.square(gradient)
         self._update(accumulator, new_accumulator, finite)
         step = lr * gradient / ops.sqrt(new_accumulator + self.epsilon)
-        self._update(variable, variable - step, finite)
+        self._update_sub(variable, step, finite)
 
     def get_config(self):
         config = super().get_config()

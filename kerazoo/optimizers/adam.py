@@ -105,10 +105,14 @@ class Adam(Optimizer):
             correction_1 = 1 - new_product
         else:
             correction_1 = 1 - ops.power(beta_1, t)
-        m_hat = new_m / correction_1
-        s_hat = new_s / (1 - ops.power(beta_2, t))
-        step = lr * m_hat / (ops.sqrt(s_hat) + self.epsilon)
-        self._update(variable, variable - step, finite)
+        # The paper's m_hat / (sqrt(s_hat) + eps), rearranged so that the bias
+        # corrections are scalars: lr * sqrt(c_2) / c_1 * m / (sqrt(s) + eps
+        # * sqrt(c_2)) with c = 1 - beta ** t. (Keras's built-in drops the
+        # sqrt(c_2) on epsilon.)
+        sqrt_c2 = ops.sqrt(1 - ops.power(beta_2, t))
+        alpha = lr * sqrt_c2 / correction_1
+        step = alpha * new_m / (ops.sqrt(new_s) + self.epsilon * sqrt_c2)
+        self._update_sub(variable, step, finite)
 
     def get_config(self):
         config = super().get_config()

@@ -49,9 +49,11 @@ class Optimizer(keras.optimizers.Optimizer):
       class before the update, with the unscaled rate, to every variable not
       excluded with `exclude_from_weight_decay`.
     - `skip_nonfinite` (default `True`): a gradient holding a NaN or an
-      infinity skips that variable's update, leaving the variable and its
-      optimizer slots (momentum, averages) exactly as they were, and adds one to
-      `optimizer.nonfinite_updates`, so that the skip is visible. Other
+      infinity (tested as a non-finite sum, so a gradient so large that its
+      float32 sum overflows counts too) skips that variable's update,
+      leaving the variable and its optimizer slots (momentum, averages)
+      exactly as they were, and adds one to `optimizer.nonfinite_updates`,
+      so that the skip is visible. Other
       variables of the same step are updated normally, and the step counter
       moves on. Weight decay, which depends on the weights alone, still
       applies. With `skip_nonfinite=False` the formula is applied as written,
@@ -129,18 +131,36 @@ class Optimizer(keras.optimizers.Optimizer):
             lr = lr * ops.cast(factor, dtype)
         finite = None
         if self.skip_nonfinite:
-            finite = ops.all(ops.isfinite(gradient))
+            # One reduction: the sum is NaN or infinite exactly when an
+            # element is, or when the finite elements overflow it.
+            finite = ops.isfinite(ops.sum(gradient))
             self.assign_add(
                 self.nonfinite_updates, ops.cast(ops.logical_not(finite), "int32")
             )
         return gradient, lr, finite
 
     def _update(self, variable, value, finite):
-        """Assigns `value`, or keeps the old value when the gradient was not
-        finite."""
-        if finite is not None:
-            value = ops.where(finite, value, ops.convert_to_tensor(variable))
-        self.assign(variable, value)
+        """Assigns `value`, unless the gradient was not finite."""
+        self._guarded(variable, value, finite, "assign")
+
+    def _update_sub(self, variable, delta, finite):
+        """Subtracts `delta`, unless the gradient was not finite."""
+        self._guarded(variable, delta, finite, "assign_sub")
+
+    def _guarded(self, variable, tensor, finite, method):
+        if finite is None:
+            getattr(self, method)(variable, tensor)
+        elif keras.backend.backend() == "jax":
+            # JAX traces both branches of a cond; a select fuses under XLA.
+            old = ops.convert_to_tensor(variable)
+            new = tensor if method == "assign" else old - tensor
+            self.assign(variable, ops.where(finite, new, old))
+        else:
+            # A cond on the scalar costs no extra pass over the tensor.
+            def update():
+                getattr(self, method)(variable, tensor)
+
+            ops.cond(finite, update, lambda: None)
 
     def _hyperparameter(self, value, dtype, offset=0):
         """A float hyperparameter, or a schedule evaluated at step

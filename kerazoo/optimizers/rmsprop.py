@@ -60,7 +60,7 @@ class RMSProp(Optimizer):
         new_v = rho * v + (1 - rho) * ops.square(gradient)
         self._update(v, new_v, finite)
         step = lr * gradient / (ops.sqrt(new_v) + self.epsilon)
-        self._update(variable, variable - step, finite)
+        self._update_sub(variable, step, finite)
 
     def get_config(self):
         config = super().get_config()

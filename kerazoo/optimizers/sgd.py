@@ -82,7 +82,7 @@ class SGD(Optimizer):
     def update_step(self, gradient, variable, learning_rate):
         gradient, lr, finite = self._prepare(gradient, variable, learning_rate)
         if not self.momentum:
-            self._update(variable, variable - lr * gradient, finite)
+            self._update_sub(variable, lr * gradient, finite)
             return
         v = self._velocities[self._get_variable_index(variable)]
         gamma = self._hyperparameter(self.momentum, variable.dtype)
@@ -93,9 +93,9 @@ class SGD(Optimizer):
             # The variables hold the look-ahead point for the next step, which
             # uses next step's momentum when momentum is scheduled.
             gamma_next = self._hyperparameter(self.momentum, variable.dtype, 1)
-            self._update(variable, variable - (gamma_next * new_v + step), finite)
+            self._update_sub(variable, gamma_next * new_v + step, finite)
         else:
-            self._update(variable, variable - new_v, finite)
+            self._update_sub(variable, new_v, finite)
 
     def get_config(self):
         config = super().get_config()

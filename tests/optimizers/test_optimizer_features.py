@@ -342,3 +342,26 @@ def test_per_example_training_updates_once_per_example():
         verbose=0,
     )
     assert int(model.optimizer.iterations.numpy()) == 24
+
+
+def test_nan_in_fit_under_mirrored_strategy_is_skipped_and_counted():
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("tf.distribute")
+    import tensorflow as tf
+
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0"])
+    with strategy.scope():
+        model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+        model.compile(optimizer=optimizers.Adam(0.01), loss="mse")
+    rng = np.random.default_rng(0)
+    x = rng.random((32, 3)).astype("float32")
+    y = rng.random((32, 2)).astype("float32")
+    y[0, 0] = np.nan  # every batch of the first epoch has a NaN loss
+    before = [w.copy() for w in model.get_weights()]
+    model.fit(x, y, batch_size=32, epochs=2, verbose=0)
+    assert int(model.optimizer.nonfinite_updates.numpy()) == 4  # 2 steps x 2 vars
+    for w, old in zip(model.get_weights(), before, strict=True):
+        np.testing.assert_array_equal(w, old)
+    y[0, 0] = 0.5
+    model.fit(x, y, batch_size=32, epochs=1, verbose=0)
+    assert not np.array_equal(model.get_weights()[0], before[0])

@@ -1,0 +1,182 @@
+"""kerazoo's optimizers against Keras's built-ins, `apply` over ResNet-50's variables.
+
+For each update rule, two optimizers (kerazoo's and Keras's) own identical copies
+of variables shaped like ResNet-50's trainable variables (25.6M parameters; with
+`--quick`, the first stages only). Each applies a fixed set of gradients inside a
+compiled `tf.function` (`jit_compile` set explicitly, the same on both sides).
+After warm-up (tracing excluded) the two are timed alternately for `--repeats`
+rounds of `--steps` calls; the report is the median of the per-round time ratios
+(kerazoo / Keras) and their spread. A second table gives the cost of kerazoo's
+non-finite-gradient guard (`skip_nonfinite=True` against `False`).
+
+    python benchmarks/bench_optimizers.py [--quick] [--jit] [--json PATH]
+
+TensorFlow backend only (the compiled function is a `tf.function`).
+"""
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from kerazoo import optimizers
+
+RULES = {
+    # name: (kerazoo factory, keras factory)
+    "sgd": (
+        lambda **kw: optimizers.SGD(0.01, **kw),
+        lambda: keras.optimizers.SGD(0.01),
+    ),
+    "momentum": (
+        lambda **kw: optimizers.SGD(0.01, momentum=0.9, **kw),
+        lambda: keras.optimizers.SGD(0.01, momentum=0.9),
+    ),
+    "nesterov": (
+        lambda **kw: optimizers.SGD(0.01, momentum=0.9, nesterov=True, **kw),
+        lambda: keras.optimizers.SGD(0.01, momentum=0.9, nesterov=True),
+    ),
+    "rmsprop": (
+        lambda **kw: optimizers.RMSProp(0.001, **kw),
+        lambda: keras.optimizers.RMSprop(0.001),
+    ),
+    "adam": (
+        lambda **kw: optimizers.Adam(0.001, **kw),
+        lambda: keras.optimizers.Adam(0.001),
+    ),
+    "adagrad": (
+        lambda **kw: optimizers.AdaGrad(0.01, **kw),
+        lambda: keras.optimizers.Adagrad(0.01),
+    ),
+}
+
+
+def resnet50_shapes(quick):
+    model = keras.applications.ResNet50(weights=None, input_shape=(224, 224, 3))
+    shapes = [tuple(v.shape) for v in model.trainable_variables]
+    if quick:
+        shapes = shapes[:60]
+    return shapes
+
+
+def make_step(optimizer, shapes, gradients, jit):
+    variables = [
+        keras.Variable(np.full(shape, 0.1, "float32"), name=f"v{i}")
+        for i, shape in enumerate(shapes)
+    ]
+    optimizer.build(variables)
+
+    @tf.function(jit_compile=jit)
+    def step():
+        optimizer.apply(gradients, variables)
+        return optimizer.iterations
+
+    return step
+
+
+def _time(fn, steps):
+    start = time.perf_counter()
+    for _ in range(steps):
+        out = fn()
+    out.numpy()
+    return time.perf_counter() - start
+
+
+def compare(fn_a, fn_b, steps, repeats, warmup=2):
+    for _ in range(warmup):
+        fn_a().numpy()
+        fn_b().numpy()
+    ratios, times_a, times_b = [], [], []
+    for _ in range(repeats):
+        a = _time(fn_a, steps)
+        b = _time(fn_b, steps)
+        times_a.append(a / steps)
+        times_b.append(b / steps)
+        ratios.append(a / b)
+    return {
+        "ratio_median": statistics.median(ratios),
+        "ratio_min": min(ratios),
+        "ratio_max": max(ratios),
+        "a_ms": 1e3 * statistics.median(times_a),
+        "b_ms": 1e3 * statistics.median(times_b),
+    }
+
+
+def _table(title, header_a, header_b, results):
+    print(title)
+    print(f"{'':<10} {header_a:>12} {header_b:>12} {'ratio':>7}  spread")
+    for name, r in results.items():
+        print(
+            f"{name:<10} {r['a_ms']:>12.2f} {r['b_ms']:>12.2f} "
+            f"{r['ratio_median']:>7.3f}  {r['ratio_min']:.3f}-{r['ratio_max']:.3f}"
+        )
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer variables")
+    parser.add_argument("--jit", action="store_true", help="jit_compile=True")
+    parser.add_argument("--rules", nargs="*", default=list(RULES), choices=list(RULES))
+    parser.add_argument("--steps", type=int, default=None)
+    parser.add_argument("--repeats", type=int, default=None)
+    parser.add_argument("--json", default=None, help="also write results here")
+    args = parser.parse_args(argv)
+    if keras.backend.backend() != "tensorflow":
+        raise SystemExit("bench_optimizers.py needs KERAS_BACKEND=tensorflow")
+
+    steps = args.steps or (3 if args.quick else 5)
+    repeats = args.repeats or 7
+    shapes = resnet50_shapes(args.quick)
+    parameters = sum(int(np.prod(s)) for s in shapes)
+    rng = np.random.default_rng(0)
+    gradients = [
+        tf.constant(rng.normal(scale=1e-3, size=s).astype("float32")) for s in shapes
+    ]
+
+    versus_keras, guard = {}, {}
+    for name in args.rules:
+        ours, theirs = RULES[name]
+        print(f"timing {name} ...", flush=True)
+        versus_keras[name] = compare(
+            make_step(ours(), shapes, gradients, args.jit),
+            make_step(theirs(), shapes, gradients, args.jit),
+            steps,
+            repeats,
+        )
+        guard[name] = compare(
+            make_step(ours(), shapes, gradients, args.jit),
+            make_step(ours(skip_nonfinite=False), shapes, gradients, args.jit),
+            steps,
+            repeats,
+        )
+
+    setting = (
+        f"backend=tensorflow jit_compile={args.jit} variables={len(shapes)} "
+        f"parameters={parameters:,} steps={steps} repeats={repeats}"
+    )
+    print(f"\nOptimizer apply, ResNet-50 variable shapes ({setting})")
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} CPUs, "
+        f"{platform.python_implementation()} {platform.python_version()}"
+    )
+    _table("kerazoo vs Keras", "kerazoo ms", "keras ms", versus_keras)
+    _table(
+        "\nkerazoo, skip_nonfinite=True vs False", "guarded ms", "unguarded ms", guard
+    )
+    results = {"versus_keras": versus_keras, "nonfinite_guard": guard}
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"setting": setting, "results": results}, f, indent=2)
+    return results
+
+
+if __name__ == "__main__":
+    main()
