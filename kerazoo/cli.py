@@ -107,6 +107,77 @@ def _cmd_init_report(args):
     return 0
 
 
+def _cmd_models(args):
+    from kerazoo.models import list_models
+    from kerazoo.models import model_info
+
+    names = list_models(args.pattern)
+    if not names:
+        print(f"No model matches {args.pattern!r}.", file=sys.stderr)
+        return 2
+    try:
+        options = dict(_parse_option(o) for o in args.option or [])
+    except ValueError as error:
+        print(f"kerazoo models: error: {error}", file=sys.stderr)
+        return 2
+    build = args.count or args.flops or bool(options)
+    header = ["name", "family", "parameters", "input", "classes", "weights"]
+    if args.flops:
+        header.insert(3, "GFLOPs")
+    rows = [tuple(header)]
+    for name in names:
+        info = model_info(name)
+        params = info.params
+        row = [name, info.family, None]
+        if build:
+            from kerazoo.models import create_model
+            from kerazoo.models.analysis import count_trainable_params
+            from kerazoo.models.analysis import flops
+
+            try:
+                model = create_model(name, **options)
+            except (TypeError, ValueError) as error:
+                print(f"kerazoo models: error: {name}: {error}", file=sys.stderr)
+                return 2
+            params = count_trainable_params(model)
+            if args.flops:
+                row.append(f"{flops(model) / 1e9:.2f}")
+        row[2] = f"{params:,}"
+        row += [
+            f"{info.input_size}x{info.input_size}",
+            str(info.num_classes),
+            ", ".join(info.weights) or "-",
+        ]
+        rows.append(tuple(row))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for i, row in enumerate(rows):
+        cells = [
+            c.rjust(w) if j == 2 else c.ljust(w)
+            for j, (c, w) in enumerate(zip(row, widths, strict=True))
+        ]
+        print("  ".join(cells).rstrip())
+        if i == 0:
+            print("  ".join("-" * w for w in widths))
+    source = "counted now" if build else "published sizes, checked by the tests"
+    extra = f", options {options}" if options else ""
+    print(f"\n{len(names)} models; trainable parameters: {source}{extra}.")
+    if args.flops:
+        print("GFLOPs: one 1-image forward pass, a multiply-add counted as 2.")
+    return 0
+
+
+def _parse_option(text):
+    import ast
+
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise ValueError(f"--option takes KEY=VALUE, got {text!r}")
+    try:
+        return key, ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        return key, value
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="kerazoo",
@@ -138,6 +209,28 @@ def build_parser():
         help="where demo.keras is written (default: %(default)s)",
     )
     p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser("models", help="list the model zoo")
+    p.add_argument(
+        "pattern", nargs="?", default=None, help="shell wildcard, e.g. 'resnet*'"
+    )
+    p.add_argument(
+        "--count",
+        action="store_true",
+        help="build each model and count its parameters (slower)",
+    )
+    p.add_argument(
+        "--flops",
+        action="store_true",
+        help="also count FLOPs of a forward pass (TensorFlow backend; slower)",
+    )
+    p.add_argument(
+        "--option",
+        action="append",
+        metavar="KEY=VALUE",
+        help="family option for the models built, e.g. inception=naive",
+    )
+    p.set_defaults(func=_cmd_models)
 
     p = sub.add_parser(
         "init-report",

@@ -119,3 +119,21 @@ def test_init_report_command_bad_initializer(tmp_path, capsys):
     assert code == 2
     assert "Did you mean 'he_normal'" in capsys.readouterr().err
     assert not (tmp_path / "init_report.csv").exists()
+
+
+def test_models_lists_the_zoo(capsys):
+    assert cli.main(["models"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"^resnet50\s+resnet\s+25,557,032\s+224x224\s+1000", out, re.M)
+    assert re.search(r"^resnet20\s+resnet_cifar\s+269,722\s+32x32\s+10", out, re.M)
+    assert "32 models" in out
+
+
+def test_models_counts_with_options(capsys):
+    code = cli.main(["models", "plain2?", "--count", "--option", "num_classes=3"])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert re.search(r"^plain20\s+plain_cifar\s+269,267", out, re.M)  # 3 classes
+    assert cli.main(["models", "resnet18", "--option", "bogus"]) == 2
+    assert "KEY=VALUE" in capsys.readouterr().err
+    assert cli.main(["models", "nothing*"]) == 2

@@ -37,6 +37,10 @@ class ResidualBlock(BlockMixin, keras.layers.Layer):
         stride_on: Where a bottleneck block strides: `"3x3"` (ResNet v1.5, as in
             torchvision and timm) or `"1x1"` (the original paper and
             `keras.applications.ResNet50`).
+        shortcut_type: How a shortcut changes shape: `"projection"` (a 1x1
+            convolution with batch norm, option B) or `"zero_pad"` (option A of
+            the CIFAR-10 networks: subsample by the stride and pad the new
+            channels with zeros, no parameters).
         activation: The activation.
         kernel_initializer: Initializer of the convolution kernels.
         kernel_regularizer: Optional regularizer of the convolution kernels.
@@ -67,6 +71,7 @@ class ResidualBlock(BlockMixin, keras.layers.Layer):
         shortcut=True,
         preactivation=False,
         stride_on="3x3",
+        shortcut_type="projection",
         activation="relu",
         kernel_initializer="he_normal",
         kernel_regularizer=None,
@@ -82,6 +87,9 @@ class ResidualBlock(BlockMixin, keras.layers.Layer):
         self.shortcut = bool(shortcut)
         self.preactivation = bool(preactivation)
         self.stride_on = check_choice("stride_on", stride_on, ("3x3", "1x1"))
+        self.shortcut_type = check_choice(
+            "shortcut_type", shortcut_type, ("projection", "zero_pad")
+        )
         self._set_common(
             activation,
             kernel_initializer,
@@ -118,8 +126,10 @@ class ResidualBlock(BlockMixin, keras.layers.Layer):
     def build(self, input_shape):
         channels = check_image_input(self, input_shape, self.data_format)
         input_shape = tuple(input_shape)
-        needs_projection = self.shortcut and (
-            self.strides != 1 or channels != self.output_filters
+        needs_projection = (
+            self.shortcut
+            and self.shortcut_type == "projection"
+            and (self.strides != 1 or channels != self.output_filters)
         )
         if needs_projection:
             self.projection = self._conv(
@@ -164,8 +174,24 @@ class ResidualBlock(BlockMixin, keras.layers.Layer):
                 residual = self.projection_norm(
                     self.projection(inputs), training=training
                 )
+            elif self.shortcut_type == "zero_pad":
+                residual = self._zero_pad_shortcut(inputs)
             x = x + residual
         return self.acts[-1](x)
+
+    def _zero_pad_shortcut(self, inputs):
+        """He et al.'s option A: subsample by the stride, pad new channels with
+        zeros; no parameters."""
+        x = inputs
+        s = self.strides
+        if s != 1:
+            x = x[:, ::s, ::s, :] if self._channel_axis == -1 else x[:, :, ::s, ::s]
+        extra = self.output_filters - x.shape[self._channel_axis]
+        if extra > 0:
+            pad = [[0, 0]] * 4
+            pad[self._channel_axis] = [extra // 2, extra - extra // 2]
+            x = keras.ops.pad(x, pad)
+        return x
 
     def compute_output_shape(self, input_shape):
         check_image_input(self, input_shape, self.data_format)
@@ -181,6 +207,7 @@ class ResidualBlock(BlockMixin, keras.layers.Layer):
             "shortcut": self.shortcut,
             "preactivation": self.preactivation,
             "stride_on": self.stride_on,
+            "shortcut_type": self.shortcut_type,
             **self._common_config(),
         }
         return {**super().get_config(), **config}

@@ -1,6 +1,32 @@
-"""kerazoo's models."""
+"""kerazoo's model zoo: GoogLeNet, ResNet, DenseNet and EfficientNet, built from
+`kerazoo.layers` blocks, with a registry.
 
+`list_models()`, `create_model(name, ...)`, `model_info(name)`,
+`register_model` for new families; `ScopedModel` / `scoped_model` for nested
+models whose variable paths survive reloading; `ImagePreprocessing`, the layer
+that normalises raw images inside every model.
+"""
+
+from kerazoo.models.analysis import count_trainable_params
+from kerazoo.models.analysis import flops
+from kerazoo.models.preprocessing import ImagePreprocessing
+from kerazoo.models.registry import ModelInfo
+from kerazoo.models.registry import create_model
+from kerazoo.models.registry import list_models
+from kerazoo.models.registry import model_info
+from kerazoo.models.registry import register_model
 from kerazoo.models.scoped import ScopedModel
 from kerazoo.models.scoped import scoped_model
 
-__all__ = ["ScopedModel", "scoped_model"]
+__all__ = [
+    "ImagePreprocessing",
+    "ModelInfo",
+    "ScopedModel",
+    "count_trainable_params",
+    "create_model",
+    "flops",
+    "list_models",
+    "model_info",
+    "register_model",
+    "scoped_model",
+]

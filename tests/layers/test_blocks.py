@@ -154,6 +154,12 @@ def test_inception_harness():
             + conv(1, 16, 16)
             + bn(16),
         ),
+        (
+            {"filters": 16, "strides": 2, "shortcut_type": "zero_pad"},
+            (2, 8, 8, 8),
+            (2, 4, 4, 16),
+            conv(3, 8, 16) + conv(3, 16, 16) + 2 * bn(16),
+        ),
     ],
 )
 def test_residual_block(kwargs, in_shape, out_shape, params):
@@ -189,6 +195,16 @@ def test_bottleneck_stride_placement(stride_on, strided_conv):
     strides = {c.name: c.strides for c in block.convs}
     assert strides[strided_conv] == (2, 2)
     assert sum(s == (2, 2) for s in strides.values()) == 1
+
+
+def test_zero_pad_shortcut_is_option_a():
+    block = ResidualBlock(6, strides=2, shortcut_type="zero_pad")
+    x = np.random.default_rng(0).normal(size=(2, 8, 8, 4)).astype("float32")
+    block(x)
+    _zero_kernels(block)  # the residual branch gives 0 (BN of 0 is its beta, 0)
+    out = keras.ops.convert_to_numpy(block(x, training=False))
+    expected = np.maximum(np.pad(x[:, ::2, ::2, :], [(0, 0)] * 3 + [(1, 1)]), 0)
+    np.testing.assert_allclose(out, expected, atol=1e-6)
 
 
 def _zero_kernels(block):

@@ -1,0 +1,72 @@
+"""DenseNets (Huang et al. 2017), from `kerazoo.layers.DenseBlock` and
+`TransitionBlock`."""
+
+import keras
+
+from kerazoo.layers import BatchNormalization
+from kerazoo.layers import DenseBlock
+from kerazoo.layers import TransitionBlock
+from kerazoo.models._common import conv_bn_act
+from kerazoo.models._common import stage
+from kerazoo.models.registry import register_model
+
+
+def densenet_body(inputs, blocks, growth_rate=32, compression=0.5, norm_epsilon=1e-5):
+    """A 7x7/2 convolution and 3x3/2 max-pool, then dense blocks (DenseNet-BC:
+    1x1 bottlenecks of 4k) separated by transitions that halve the channels and
+    the size, and a final batch norm and ReLU. Stage i is dense block i followed
+    by its transition (the last stage ends with the final norm instead)."""
+
+    def stem(x):
+        x = conv_bn_act(x, 2 * growth_rate, 7, 2, name="conv1", epsilon=norm_epsilon)
+        return keras.layers.MaxPooling2D(3, strides=2, padding="same", name="pool")(x)
+
+    x = stage("stem", stem, inputs)
+    for i, layers in enumerate(blocks):
+        last = i == len(blocks) - 1
+
+        def build(x, layers=layers, last=last):
+            x = DenseBlock(
+                layers, growth_rate, norm_epsilon=norm_epsilon, name="dense_block"
+            )(x)
+            if last:
+                x = BatchNormalization(epsilon=norm_epsilon, name="final_bn")(x)
+                return keras.layers.Activation("relu", name="final_act")(x)
+            return TransitionBlock(
+                compression, norm_epsilon=norm_epsilon, name="transition"
+            )(x)
+
+        x = stage(f"stage{i + 1}", build, x)
+    return x
+
+
+PARAMS = {
+    "densenet121": 7_978_856,
+    "densenet169": 14_149_480,
+    "densenet201": 20_013_928,
+}
+
+
+def _densenet(name, blocks):
+    @register_model(
+        name,
+        family="densenet",
+        params=PARAMS[name],
+        input_size=224,
+        min_input_size=32,
+        preprocessing="torch",
+        paper="Huang et al., Densely Connected Convolutional Networks, CVPR 2017",
+    )
+    def build(inputs, growth_rate=32, compression=0.5, norm_epsilon=1e-5):
+        return densenet_body(
+            inputs, blocks, growth_rate, compression, norm_epsilon=norm_epsilon
+        )
+
+    build.__name__ = name
+    build.__doc__ = f"DenseNet-BC with dense blocks of {blocks} layers, k=32."
+    return build
+
+
+densenet121 = _densenet("densenet121", (6, 12, 24, 16))
+densenet169 = _densenet("densenet169", (6, 12, 32, 32))
+densenet201 = _densenet("densenet201", (6, 12, 48, 32))

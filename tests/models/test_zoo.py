@@ -1,0 +1,184 @@
+"""Registry-driven tests of the model zoo, as timm tests its models: every model
+is built and its trainable parameters checked against the published size;
+one model of each family (every model with KERAZOO_TEST_ALL_MODELS=1) runs a
+forward pass and a training step under the current backend."""
+
+import os
+
+import keras
+import numpy as np
+import pytest
+
+from kerazoo.models import ScopedModel
+from kerazoo.models import create_model
+from kerazoo.models import list_models
+from kerazoo.models import model_info
+from kerazoo.models.analysis import count_trainable_params
+
+ALL = list_models()
+REPRESENTATIVE = [
+    "googlenet",
+    "resnet18",
+    "resnet50",
+    "resnet20",
+    "plain20",
+    "densenet121",
+    "efficientnet_b0",
+    "efficientnet_lite0",
+]
+TRAINED = ALL if os.environ.get("KERAZOO_TEST_ALL_MODELS") else REPRESENTATIVE
+
+
+def test_registry_lists_every_family():
+    assert len(ALL) == 32
+    for name in (
+        "googlenet",
+        *(f"resnet{d}" for d in (18, 34, 50, 101, 152, 20, 32, 44, 56, 110)),
+        *(f"plain{d}" for d in (20, 32, 44, 56, 110)),
+        "densenet121",
+        "densenet169",
+        "densenet201",
+        *(f"efficientnet_b{i}" for i in range(8)),
+        *(f"efficientnet_lite{i}" for i in range(5)),
+    ):
+        assert name in ALL
+    assert list_models("resnet1*") == [
+        "resnet18",
+        "resnet101",
+        "resnet110",
+        "resnet152",
+    ]
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_trainable_parameters_match_the_published_size(name):
+    info = model_info(name)
+    # Parameter counts do not depend on the input size (global pooling), so a
+    # small input counts the full-size model.
+    model = create_model(name, input_shape=(32, 32, 3))
+    assert count_trainable_params(model) == info.params
+    assert model.get_layer("predictions").units == info.num_classes
+
+
+@pytest.mark.parametrize("name", ["resnet50", "efficientnet_b0", "googlenet"])
+def test_parameters_do_not_depend_on_input_size(name):
+    info = model_info(name)
+    model = create_model(name)  # full size
+    assert model.inputs[0].shape[1:] == (info.input_size, info.input_size, 3)
+    assert count_trainable_params(model) == info.params
+
+
+def _stages(body):
+    return [layer.name for layer in body.layers if isinstance(layer, ScopedModel)]
+
+
+@pytest.mark.parametrize("name", TRAINED)
+def test_forward_train_step_and_structure(name):
+    info = model_info(name)
+    model = create_model(name, num_classes=5, input_shape=(32, 32, 3))
+    body = model.get_layer("body")
+    assert isinstance(body, ScopedModel)
+    stages = _stages(body)
+    assert stages[0] == "stem" and stages[1] == "stage1"
+    numbered = [s for s in stages if s.startswith("stage")]
+    assert numbered == [f"stage{i + 1}" for i in range(len(numbered))]
+    assert all(v.path.startswith("body/") for v in body.weights)
+    head = [layer.name for layer in model.layers]
+    assert head[:3] == ["image", "preprocessing", "body"]
+    assert head[-1] == "predictions" and "pool" in head
+    assert model.get_layer("preprocessing").mode == info.preprocessing
+
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 255, size=(2, 32, 32, 3)).astype("float32")
+    y = np.array([0, 3])
+    probabilities = keras.ops.convert_to_numpy(model(x, training=False))
+    assert probabilities.shape == (2, 5)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
+
+    model.compile(
+        optimizer=keras.optimizers.SGD(0.01), loss="sparse_categorical_crossentropy"
+    )
+    before = [v.numpy().copy() for v in model.trainable_variables]
+    loss = float(model.train_on_batch(x, y))
+    assert np.isfinite(loss)
+    moved = sum(
+        not np.array_equal(v.numpy(), old)
+        for v, old in zip(model.trainable_variables, before, strict=True)
+    )
+    assert moved == len(before)
+
+    features = create_model(name, input_shape=(32, 32, 3), include_top=False)
+    pooled = features(x)
+    unpooled = create_model(
+        name, input_shape=(32, 32, 3), include_top=False, pooling=None
+    )
+    unpooled.set_weights(features.get_weights())
+    feature_map = unpooled(x)
+    assert pooled.shape == (2, feature_map.shape[-1])
+    assert len(feature_map.shape) == 4
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(pooled),
+        keras.ops.convert_to_numpy(keras.ops.mean(feature_map, axis=(1, 2))),
+        rtol=1e-4,
+        atol=1e-5,
+    )
+
+
+def test_googlenet_naive_and_auxiliary_classifiers():
+    naive = create_model("googlenet", inception="naive", input_shape=(32, 32, 3))
+    # Without reductions the channels grow module after module.
+    assert naive.get_layer("body").output.shape[-1] > 1024
+    assert count_trainable_params(naive) > 10 * model_info("googlenet").params
+
+    aux = create_model("googlenet", aux_classifiers=True, num_classes=7)
+    assert [t.shape for t in aux.outputs] == [(None, 7)] * 3
+    assert {"aux1", "aux2"} <= {layer.name for layer in aux.layers}
+    with pytest.raises(ValueError, match="at least 80x80"):
+        create_model("googlenet", aux_classifiers=True, input_shape=(64, 64, 3))
+    with pytest.raises(ValueError, match="inception"):
+        create_model("googlenet", inception="tiny")
+
+
+def test_bad_input():
+    with pytest.raises(ValueError, match=r"Did you mean .*'resnet50'"):
+        create_model("resnet05")
+    with pytest.raises(ValueError, match="at least 32x32"):
+        create_model("resnet18", input_shape=(16, 16, 3))
+    with pytest.raises(ValueError, match=r"\(height, width, 3\)"):
+        create_model("resnet18", input_shape=(64, 64))
+    with pytest.raises(ValueError, match="pooling=None"):
+        create_model("resnet18", pooling=None)
+    with pytest.raises(ValueError, match="Unknown weights 'imagenet'"):
+        create_model("resnet18", weights="imagenet")
+
+
+def test_cifar_networks_default_to_ten_classes_and_32x32():
+    model = create_model("resnet56")
+    assert model.outputs[0].shape == (None, 10)
+    assert model.inputs[0].shape == (None, 32, 32, 3)
+    plain = create_model("plain56")
+    assert count_trainable_params(plain) == count_trainable_params(model)
+
+
+def test_saved_and_reloaded_model_keeps_body_paths(tmp_path):
+    model = create_model("resnet20", input_shape=(32, 32, 3))
+    model.save(tmp_path / "m.keras")
+    keras.backend.clear_session()
+    reloaded = keras.models.load_model(tmp_path / "m.keras")
+    assert [v.path for v in reloaded.weights] == [v.path for v in model.weights]
+    x = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
+    np.testing.assert_allclose(
+        reloaded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6
+    )
+
+
+def test_googlenet_flops_naive_vs_reduced():
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("FLOPs are counted by TensorFlow's profiler")
+    from kerazoo.models.analysis import flops
+
+    reduced = flops(create_model("googlenet"))
+    naive = flops(create_model("googlenet", inception="naive"))
+    # The paper: about 1.5 billion multiply-adds; the profiler counts 2 per MAC.
+    assert 2.8e9 < reduced < 3.4e9
+    assert naive > 5 * reduced
