@@ -8,7 +8,15 @@ import importlib
 
 __version__ = "0.1.0"
 
-_SUBPACKAGES = ("layers", "optimizers", "initializers", "models", "testing", "data")
+_SUBPACKAGES = (
+    "layers",
+    "optimizers",
+    "initializers",
+    "models",
+    "pretrained",
+    "testing",
+    "data",
+)
 
 __all__ = ["__version__", *_SUBPACKAGES]
 

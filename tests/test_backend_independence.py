@@ -13,6 +13,7 @@ MODULES = [
     "kerazoo.optimizers",
     "kerazoo.initializers",
     "kerazoo.models",
+    "kerazoo.pretrained",
     "kerazoo.testing",
 ]
 
