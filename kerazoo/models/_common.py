@@ -26,14 +26,15 @@ def conv_bn_act(
     epsilon=1e-3,
     momentum=0.99,
     kernel_initializer="he_normal",
+    padding="same",
 ):
-    """Convolution ("same" padding; no bias when batch norm follows), batch
-    norm and activation."""
+    """Convolution (no bias when batch norm follows), batch norm and
+    activation."""
     x = keras.layers.Conv2D(
         filters,
         kernel_size,
         strides=strides,
-        padding="same",
+        padding=padding,
         use_bias=not batch_norm,
         kernel_initializer=kernel_initializer,
         name=name,

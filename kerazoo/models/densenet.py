@@ -18,8 +18,20 @@ def densenet_body(inputs, blocks, growth_rate=32, compression=0.5, norm_epsilon=
     by its transition (the last stage ends with the final norm instead)."""
 
     def stem(x):
-        x = conv_bn_act(x, 2 * growth_rate, 7, 2, name="conv1", epsilon=norm_epsilon)
-        return keras.layers.MaxPooling2D(3, strides=2, padding="same", name="pool")(x)
+        # Symmetric padding, as in the original network and its pretrained
+        # weights.
+        x = keras.layers.ZeroPadding2D(3, name="conv1_pad")(x)
+        x = conv_bn_act(
+            x,
+            2 * growth_rate,
+            7,
+            2,
+            name="conv1",
+            epsilon=norm_epsilon,
+            padding="valid",
+        )
+        x = keras.layers.ZeroPadding2D(1, name="pool_pad")(x)
+        return keras.layers.MaxPooling2D(3, strides=2, name="pool")(x)
 
     x = stage("stem", stem, inputs)
     for i, layers in enumerate(blocks):

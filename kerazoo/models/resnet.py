@@ -26,10 +26,21 @@ def resnet_body(
     first block, whose shortcut is a 1x1 projection (option B)."""
 
     def stem(x):
+        # Symmetric padding, as the original network and every set of its
+        # pretrained weights (Caffe, torchvision, keras.applications) have it.
+        x = keras.layers.ZeroPadding2D(3, name="conv1_pad")(x)
         x = conv_bn_act(
-            x, 64, 7, 2, name="conv1", epsilon=norm_epsilon, momentum=norm_momentum
+            x,
+            64,
+            7,
+            2,
+            name="conv1",
+            epsilon=norm_epsilon,
+            momentum=norm_momentum,
+            padding="valid",
         )
-        return keras.layers.MaxPooling2D(3, strides=2, padding="same", name="pool")(x)
+        x = keras.layers.ZeroPadding2D(1, name="pool_pad")(x)
+        return keras.layers.MaxPooling2D(3, strides=2, name="pool")(x)
 
     x = stage("stem", stem, inputs)
     for i, (depth, width) in enumerate(zip(depths, widths, strict=True)):

@@ -10,6 +10,7 @@ from kerazoo.pretrained.checkpoint import CheckpointFormatError
 from kerazoo.pretrained.checkpoint import UnsafeCheckpointError
 from kerazoo.pretrained.checkpoint import load_checkpoint
 from kerazoo.pretrained.efficientnet_lite import WeightMismatchError
+from kerazoo.pretrained.keras_applications import from_keras_application
 from kerazoo.pretrained.manifest import MANIFEST
 from kerazoo.pretrained.manifest import WeightsEntry
 from kerazoo.pretrained.manifest import WeightsIntegrityError
@@ -27,6 +28,7 @@ __all__ = [
     "WeightsUnavailableError",
     "available_weights",
     "find_weights",
+    "from_keras_application",
     "load_checkpoint",
     "load_pretrained",
 ]

@@ -1,0 +1,181 @@
+"""Porting keras.applications models (and their ImageNet weights) into kerazoo's
+own architectures."""
+
+import numpy as np
+
+from kerazoo.pretrained.efficientnet_lite import WeightMismatchError
+from kerazoo.pretrained.efficientnet_lite import assign_checked
+
+_RESNET_DEPTHS = {
+    "resnet50": (3, 4, 6, 3),
+    "resnet101": (3, 4, 23, 3),
+    "resnet152": (3, 8, 36, 3),
+}
+_DENSENET_BLOCKS = {
+    "densenet121": (6, 12, 24, 16),
+    "densenet169": (6, 12, 32, 32),
+    "densenet201": (6, 12, 48, 32),
+}
+
+
+def _bn_pairs(target, source, conv_bias=None):
+    """Batch-norm pairs; a bias of the convolution before it is folded into the
+    moving mean: BN(conv(x) + b) == BN'(conv(x)) with mean' = mean - b."""
+    mean = source.moving_mean.numpy()
+    if conv_bias is not None:
+        mean = mean - conv_bias
+    return [
+        (target.gamma, source.gamma.numpy()),
+        (target.beta, source.beta.numpy()),
+        (target.moving_mean, mean),
+        (target.moving_variance, source.moving_variance.numpy()),
+    ]
+
+
+def _conv_pairs(target_conv, target_bn, source_conv, source_bn):
+    bias = source_conv.bias.numpy() if source_conv.use_bias else None
+    kernel = (target_conv.kernel, source_conv.kernel.numpy())
+    return [kernel, *_bn_pairs(target_bn, source_bn, bias)]
+
+
+def _resnet_pairs(model, source, depths):
+    body = model.get_layer("body")
+    stem = body.get_layer("stem")
+    pairs = _conv_pairs(
+        stem.get_layer("conv1"),
+        stem.get_layer("conv1_bn"),
+        source.get_layer("conv1_conv"),
+        source.get_layer("conv1_bn"),
+    )
+    for s, depth in enumerate(depths):
+        stage = body.get_layer(f"stage{s + 1}")
+        for j in range(depth):
+            block = stage.get_layer(f"block{j + 1}")
+            prefix = f"conv{s + 2}_block{j + 1}"
+            for k in range(3):
+                pairs += _conv_pairs(
+                    block.convs[k],
+                    block.norms[k],
+                    source.get_layer(f"{prefix}_{k + 1}_conv"),
+                    source.get_layer(f"{prefix}_{k + 1}_bn"),
+                )
+            if block.projection is not None:
+                pairs += _conv_pairs(
+                    block.projection,
+                    block.projection_norm,
+                    source.get_layer(f"{prefix}_0_conv"),
+                    source.get_layer(f"{prefix}_0_bn"),
+                )
+    return pairs
+
+
+def _densenet_pairs(model, source, blocks):
+    body = model.get_layer("body")
+    stem = body.get_layer("stem")
+    pairs = _conv_pairs(
+        stem.get_layer("conv1"),
+        stem.get_layer("conv1_bn"),
+        source.get_layer("conv1_conv"),
+        source.get_layer("conv1_bn"),
+    )
+    for s, layers in enumerate(blocks):
+        stage = body.get_layer(f"stage{s + 1}")
+        dense = stage.get_layer("dense_block")
+        for j in range(layers):
+            bn1, _, conv1, bn2, _, conv2 = dense.dense_layers[j]
+            prefix = f"conv{s + 2}_block{j + 1}"
+            pairs += _bn_pairs(bn1, source.get_layer(f"{prefix}_0_bn"))
+            pairs += _conv_pairs(
+                conv1,
+                bn2,
+                source.get_layer(f"{prefix}_1_conv"),
+                source.get_layer(f"{prefix}_1_bn"),
+            )
+            pairs.append(
+                (conv2.kernel, source.get_layer(f"{prefix}_2_conv").kernel.numpy())
+            )
+        if s < len(blocks) - 1:
+            transition = stage.get_layer("transition")
+            pairs += _bn_pairs(transition.norm, source.get_layer(f"pool{s + 2}_bn"))
+            pairs.append(
+                (
+                    transition.conv.kernel,
+                    source.get_layer(f"pool{s + 2}_conv").kernel.numpy(),
+                )
+            )
+        else:
+            pairs += _bn_pairs(stage.get_layer("final_bn"), source.get_layer("bn"))
+    return pairs
+
+
+def from_keras_application(keras_model, name):
+    """The kerazoo model `name` computing the same function as `keras_model`.
+
+    Supports `keras.applications` ResNet50/101/152 (`"resnet50"` ...) and
+    DenseNet121/169/201 (`"densenet121"` ...), with or without their
+    classifier. The kerazoo model is built to match: the original bottleneck
+    (`stride_on="1x1"`), Keras's batch-norm epsilon (1.001e-5), the same
+    preprocessing inside the model ("caffe" for ResNet, "torch" for DenseNet:
+    what `keras.applications.*.preprocess_input` does), and the source's input
+    size and classes. ResNet's convolution biases are folded into the batch
+    norms that follow them (kerazoo's convolutions have none).
+
+    Args:
+        keras_model: A `keras.applications.ResNet50(...)`-style model, with
+            random or ImageNet weights.
+        name: The kerazoo name of the same architecture.
+
+    Returns:
+        A kerazoo model (functional, with a `"body"`).
+
+    Example:
+
+    ```python
+    source = keras.applications.ResNet50(weights="imagenet")
+    model = from_keras_application(source, "resnet50")
+    ```
+    """
+    from kerazoo.models import create_model
+
+    if name in _RESNET_DEPTHS:
+        options = {"stride_on": "1x1", "norm_epsilon": 1.001e-5}
+    elif name in _DENSENET_BLOCKS:
+        options = {"norm_epsilon": 1.001e-5}
+    else:
+        supported = ", ".join([*_RESNET_DEPTHS, *_DENSENET_BLOCKS])
+        raise ValueError(f"Cannot port {name!r}; supported: {supported}.")
+    names = {layer.name for layer in keras_model.layers}
+    head = keras_model.get_layer("predictions") if "predictions" in names else None
+    input_shape = tuple(keras_model.inputs[0].shape[1:])
+    if head is not None:
+        activation = head.get_config()["activation"]
+        model = create_model(
+            name,
+            num_classes=head.units,
+            input_shape=input_shape,
+            classifier_activation=None if activation == "linear" else activation,
+            **options,
+        )
+    else:
+        rank = len(keras_model.outputs[0].shape)
+        has_max = any(
+            type(layer).__name__ == "GlobalMaxPooling2D" for layer in keras_model.layers
+        )
+        pooling = None if rank == 4 else ("max" if has_max else "avg")
+        model = create_model(
+            name, input_shape=input_shape, include_top=False, pooling=pooling, **options
+        )
+    try:
+        if name in _RESNET_DEPTHS:
+            pairs = _resnet_pairs(model, keras_model, _RESNET_DEPTHS[name])
+        else:
+            pairs = _densenet_pairs(model, keras_model, _DENSENET_BLOCKS[name])
+    except ValueError as error:
+        raise WeightMismatchError(
+            f"{keras_model.name!r} does not have the layers of {name!r}: {error}"
+        ) from None
+    if head is not None:
+        pairs.append((model.get_layer("predictions").kernel, head.kernel.numpy()))
+        pairs.append((model.get_layer("predictions").bias, head.bias.numpy()))
+    assign_checked([(v, np.asarray(a)) for v, a in pairs])
+    return model

@@ -1,0 +1,57 @@
+"""keras.applications models ported into kerazoo's architectures compute the
+same function (random weights with perturbed batch-norm statistics and conv
+biases, so that the folding and preprocessing are exercised; no network)."""
+
+import keras
+import numpy as np
+import pytest
+
+from kerazoo.pretrained import WeightMismatchError
+from kerazoo.pretrained import from_keras_application
+
+CASES = {
+    "resnet50": (keras.applications.ResNet50, keras.applications.resnet50),
+    "densenet121": (keras.applications.DenseNet121, keras.applications.densenet),
+}
+
+
+def _perturb(model, rng):
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            n = layer.gamma.shape[0]
+            layer.gamma.assign(rng.uniform(0.5, 1.5, n))
+            layer.beta.assign(rng.normal(0, 0.1, n))
+            layer.moving_mean.assign(rng.normal(0, 0.1, n))
+            layer.moving_variance.assign(rng.uniform(0.5, 1.5, n))
+        if isinstance(layer, keras.layers.Conv2D) and layer.use_bias:
+            layer.bias.assign(rng.normal(0, 0.1, layer.bias.shape))
+
+
+@pytest.mark.parametrize("name", list(CASES))
+@pytest.mark.parametrize("include_top", [True, False])
+def test_port_computes_the_same_function(name, include_top):
+    builder, module = CASES[name]
+    rng = np.random.default_rng(0)
+    source = builder(
+        weights=None,
+        input_shape=(64, 64, 3),
+        include_top=include_top,
+        classes=10,
+        classifier_activation=None,
+    )
+    _perturb(source, rng)
+    model = from_keras_application(source, name)
+    x = rng.uniform(0, 255, (3, 64, 64, 3)).astype("float32")
+    expected = source.predict(module.preprocess_input(x.copy()), verbose=0)
+    got = model.predict(x, verbose=0)  # preprocessing is inside the model
+    assert got.shape == expected.shape
+    scale = max(1.0, float(np.abs(expected).max()))
+    assert np.abs(got - expected).max() / scale < 1e-4
+
+
+def test_port_refuses_the_wrong_architecture():
+    source = keras.applications.DenseNet121(weights=None, input_shape=(64, 64, 3))
+    with pytest.raises(WeightMismatchError, match="does not have the layers"):
+        from_keras_application(source, "resnet50")
+    with pytest.raises(ValueError, match="supported: resnet50"):
+        from_keras_application(source, "googlenet")
