@@ -81,7 +81,10 @@ def _stages(body):
 @pytest.mark.parametrize("name", TRAINED)
 def test_forward_train_step_and_structure(name):
     info = model_info(name)
-    model = create_model(name, num_classes=5, input_shape=(32, 32, 3))
+    # Stochastic depth off: with 2 examples a block can drop for both, and its
+    # weights then rightly get no gradient.
+    options = {"drop_connect_rate": 0.0} if "efficientnet" in info.family else {}
+    model = create_model(name, num_classes=5, input_shape=(32, 32, 3), **options)
     body = model.get_layer("body")
     assert isinstance(body, ScopedModel)
     stages = _stages(body)
