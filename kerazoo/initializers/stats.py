@@ -2,6 +2,7 @@
 
 import csv
 import dataclasses
+import os
 
 import keras
 import numpy as np
@@ -201,6 +202,7 @@ def plot_stats(stats_by_label, path, key="std", title=None, log=True):
     axes.set_title(title or f"{key} of each layer's output")
     axes.legend(fontsize=8)
     figure.tight_layout()
+    os.makedirs(os.path.dirname(os.fspath(path)) or ".", exist_ok=True)
     figure.savefig(path, dpi=100)
     plt.close(figure)
     return path

@@ -37,7 +37,10 @@ class LRFindResult:
         return list(zip(self.learning_rates, self.losses, strict=True))
 
     def plot(self, path):
-        """Writes loss against learning rate (log scale) to a PNG file."""
+        """Writes loss against learning rate (log scale) to a PNG file (its
+        folder is created when missing)."""
+        import os
+
         import matplotlib
 
         matplotlib.use("Agg")
@@ -58,6 +61,7 @@ class LRFindResult:
         axes.set_title("Learning-rate range test")
         axes.legend()
         figure.tight_layout()
+        os.makedirs(os.path.dirname(os.fspath(path)) or ".", exist_ok=True)
         figure.savefig(path, dpi=100)
         plt.close(figure)
         return path
