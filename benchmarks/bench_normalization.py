@@ -14,13 +14,12 @@ import argparse
 import json
 import os
 import platform
-import statistics
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras
 import numpy as np
+from _timing import compare
 
 from kerazoo import layers
 
@@ -37,34 +36,6 @@ def conv_bn_relu_stack(norm_cls, input_shape, depth, filters):
     x = keras.layers.GlobalAveragePooling2D()(x)
     outputs = keras.layers.Dense(10, name="head")(x)
     return keras.Model(inputs, outputs)
-
-
-def _time(fn, steps):
-    start = time.perf_counter()
-    for _ in range(steps):
-        out = fn()
-    keras.ops.convert_to_numpy(out if not isinstance(out, (list, tuple)) else out[0])
-    return time.perf_counter() - start
-
-
-def compare(fn_a, fn_b, steps, repeats, warmup=3):
-    for _ in range(warmup):
-        fn_a()
-        fn_b()
-    ratios, times_a, times_b = [], [], []
-    for _ in range(repeats):
-        a = _time(fn_a, steps)
-        b = _time(fn_b, steps)
-        times_a.append(a / steps)
-        times_b.append(b / steps)
-        ratios.append(a / b)
-    return {
-        "ratio_median": statistics.median(ratios),
-        "ratio_min": min(ratios),
-        "ratio_max": max(ratios),
-        "kerazoo_ms": 1e3 * statistics.median(times_a),
-        "keras_ms": 1e3 * statistics.median(times_b),
-    }
 
 
 def main(argv=None):
@@ -121,7 +92,7 @@ def main(argv=None):
     print(f"{'':<14} {'kerazoo ms':>10} {'keras ms':>10} {'ratio':>7}  spread")
     for name, r in results.items():
         print(
-            f"{name:<14} {r['kerazoo_ms']:>10.2f} {r['keras_ms']:>10.2f} "
+            f"{name:<14} {r['a_ms']:>10.2f} {r['b_ms']:>10.2f} "
             f"{r['ratio_median']:>7.3f}  {r['ratio_min']:.3f}-{r['ratio_max']:.3f}"
         )
     if args.json:

@@ -18,8 +18,6 @@ import argparse
 import json
 import os
 import platform
-import statistics
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
@@ -27,6 +25,7 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 import keras
 import numpy as np
 import tensorflow as tf
+from _timing import compare
 
 from kerazoo import optimizers
 
@@ -80,34 +79,6 @@ def make_step(optimizer, shapes, gradients, jit):
         return optimizer.iterations
 
     return step
-
-
-def _time(fn, steps):
-    start = time.perf_counter()
-    for _ in range(steps):
-        out = fn()
-    out.numpy()
-    return time.perf_counter() - start
-
-
-def compare(fn_a, fn_b, steps, repeats, warmup=2):
-    for _ in range(warmup):
-        fn_a().numpy()
-        fn_b().numpy()
-    ratios, times_a, times_b = [], [], []
-    for _ in range(repeats):
-        a = _time(fn_a, steps)
-        b = _time(fn_b, steps)
-        times_a.append(a / steps)
-        times_b.append(b / steps)
-        ratios.append(a / b)
-    return {
-        "ratio_median": statistics.median(ratios),
-        "ratio_min": min(ratios),
-        "ratio_max": max(ratios),
-        "a_ms": 1e3 * statistics.median(times_a),
-        "b_ms": 1e3 * statistics.median(times_b),
-    }
 
 
 def _table(title, header_a, header_b, results):

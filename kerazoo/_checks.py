@@ -4,6 +4,7 @@ Each raises `ValueError` naming the argument and the received value, so that bad
 input is refused at construction, never deep inside a backend op.
 """
 
+import difflib
 import numbers
 
 
@@ -61,3 +62,12 @@ def check_learning_rate(learning_rate):
     # Schedules and callables are Keras's to check; plain numbers are checked here.
     if _is_number(learning_rate):
         check_non_negative("learning_rate", learning_rate)
+
+
+def unknown_name_error(kind, name, valid, listing=None):
+    """A `ValueError` for an unknown `kind` name, suggesting the closest valid
+    names; `listing` replaces the list of all names (for long lists)."""
+    close = difflib.get_close_matches(str(name), list(valid), n=3, cutoff=0.5)
+    hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    listing = listing or f"Valid names: {', '.join(valid)}."
+    return ValueError(f"Unknown {kind} {name!r}.{hint} {listing}")

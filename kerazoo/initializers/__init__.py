@@ -10,10 +10,9 @@ statistics), `lsuv_init(model, x)` and `init_report(...)` (the
 `kerazoo init-report` command).
 """
 
-import difflib
-
 import keras
 
+from kerazoo._checks import unknown_name_error
 from kerazoo.initializers.lsuv import lsuv_init
 from kerazoo.initializers.report import init_report
 from kerazoo.initializers.stats import ActivationStats
@@ -111,9 +110,5 @@ def _resolve(name):
             return cls
     key = key.lower()
     if key not in NAMES:
-        close = difflib.get_close_matches(key, NAMES, n=3, cutoff=0.5)
-        hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-        raise ValueError(
-            f"Unknown initializer {name!r}.{hint} Valid names: {', '.join(NAMES)}."
-        )
+        raise unknown_name_error("initializer", name, NAMES)
     return NAMES[key]

@@ -7,7 +7,6 @@ import keras
 import numpy as np
 
 from kerazoo._checks import check_positive_int
-from kerazoo.initializers.stats import _inputs
 from kerazoo.initializers.stats import activation_stats
 
 DEFAULT_INITIALIZERS = ("xavier_normal", "he_normal", "normal:0.01", "normal:1.0")
@@ -130,9 +129,7 @@ def init_report(
             pre = [r for r in stats.rows if r["class"] == "Dense"]
             post = [r for r in stats.rows if r["class"] == "Activation"]
             pre_std = np.array([r["std"] for r in pre])
-            last = keras.ops.convert_to_numpy(
-                keras.Model(_inputs(model), model.layers[-1].output)(x)
-            )
+            last = keras.ops.convert_to_numpy(model(x, training=False))
             verdict, growth = _verdict(pre_std, last, activation)
             results.append(
                 {

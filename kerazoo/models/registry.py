@@ -1,14 +1,15 @@
 """The model registry: `register_model`, `list_models`, `create_model`."""
 
 import dataclasses
-import difflib
 import fnmatch
+import re
 
 import keras
 
 from kerazoo._checks import check_choice
 from kerazoo._checks import check_fraction
 from kerazoo._checks import check_positive_int
+from kerazoo._checks import unknown_name_error
 from kerazoo.models.preprocessing import MODES
 from kerazoo.models.preprocessing import ImagePreprocessing
 from kerazoo.models.scoped import scoped_model
@@ -28,7 +29,8 @@ class ModelInfo:
         min_input_size: Smallest input side the architecture accepts.
         preprocessing: `ImagePreprocessing` mode the model uses by default.
         dropout: Default dropout rate before the classifier.
-        weights: Names of available pretrained weights.
+        weights: Tags of the pretrained weights in
+            `kerazoo.pretrained.MANIFEST` (filled in by `model_info`).
         paper: Reference.
         num_classes: Default number of classes (1000; 10 for the CIFAR
             networks).
@@ -60,7 +62,6 @@ def register_model(
     min_input_size=32,
     preprocessing="torch",
     dropout=0.0,
-    weights=(),
     paper="",
     num_classes=1000,
     params=None,
@@ -92,7 +93,6 @@ def register_model(
             min_input_size=min_input_size,
             preprocessing=preprocessing,
             dropout=dropout,
-            weights=tuple(weights),
             paper=paper,
             num_classes=num_classes,
             params=params,
@@ -121,8 +121,6 @@ def list_models(pattern=None):
 
 
 def _natural_key(name):
-    import re
-
     return [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", name)]
 
 
@@ -131,17 +129,16 @@ def model_info(name):
     ones."""
     _ensure_registered()
     if name not in _REGISTRY:
-        close = difflib.get_close_matches(str(name), list(_REGISTRY), n=3, cutoff=0.6)
-        hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-        raise ValueError(
-            f"Unknown model {name!r}.{hint} `kerazoo.models.list_models()` (or "
-            "`kerazoo models`) lists all of them."
+        raise unknown_name_error(
+            "model",
+            name,
+            _REGISTRY,
+            listing="`kerazoo.models.list_models()` (or `kerazoo models`) lists "
+            "all of them.",
         )
     from kerazoo.pretrained.manifest import available_weights
 
-    info = _REGISTRY[name]
-    tags = tuple(dict.fromkeys(info.weights + available_weights(name)))
-    return dataclasses.replace(info, weights=tags)
+    return dataclasses.replace(_REGISTRY[name], weights=available_weights(name))
 
 
 def create_model(

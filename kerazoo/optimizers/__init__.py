@@ -12,10 +12,9 @@ learning-rate range test) and `batch_size_for` (the lecture's per-example,
 mini-batch and full-batch regimes).
 """
 
-import difflib
-
 import keras
 
+from kerazoo._checks import unknown_name_error
 from kerazoo.optimizers import schedules
 from kerazoo.optimizers.adagrad import AdaGrad
 from kerazoo.optimizers.adam import Adam
@@ -60,11 +59,7 @@ _NAMES = {
 def _resolve(name):
     key = str(name).lower()
     if key not in _NAMES:
-        close = difflib.get_close_matches(key, _NAMES, n=3, cutoff=0.5)
-        hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-        raise ValueError(
-            f"Unknown optimizer {name!r}.{hint} Valid names: {', '.join(_NAMES)}."
-        )
+        raise unknown_name_error("optimizer", name, _NAMES)
     return _NAMES[key]
 
 

@@ -6,10 +6,10 @@ puts a manifest entry's weights into a kerazoo model, after checking the file's
 sha256; `create_model(name, weights="imagenet")` calls it.
 """
 
+from kerazoo.pretrained.assign import WeightMismatchError
 from kerazoo.pretrained.checkpoint import CheckpointFormatError
 from kerazoo.pretrained.checkpoint import UnsafeCheckpointError
 from kerazoo.pretrained.checkpoint import load_checkpoint
-from kerazoo.pretrained.efficientnet_lite import WeightMismatchError
 from kerazoo.pretrained.keras_applications import from_keras_application
 from kerazoo.pretrained.manifest import MANIFEST
 from kerazoo.pretrained.manifest import WeightsEntry

@@ -5,11 +5,9 @@ checkpoints with lukemelas' `efficientnet_pytorch` names."""
 import numpy as np
 
 from kerazoo.layers import MBConvBlock
+from kerazoo.pretrained.assign import WeightMismatchError
+from kerazoo.pretrained.assign import assign_checked
 from kerazoo.pretrained.checkpoint import load_checkpoint
-
-
-class WeightMismatchError(ValueError):
-    """The source weights do not fit the model; nothing was assigned."""
 
 
 def _conv(kernel):
@@ -76,20 +74,6 @@ def efficientnet_lite_pairs(model, source, head=True):
         pairs.append((predictions.kernel, source["_fc.weight"].T))
         pairs.append((predictions.bias, source["_fc.bias"]))
     return pairs
-
-
-def assign_checked(pairs):
-    """Assigns every pair after checking all shapes; on a mismatch names the
-    first variable and both shapes, and assigns nothing."""
-    for variable, value in pairs:
-        if tuple(variable.shape) != tuple(value.shape):
-            raise WeightMismatchError(
-                f"Shape mismatch at {variable.path}: the model has "
-                f"{tuple(variable.shape)}, the weights {tuple(value.shape)}. "
-                "Nothing was loaded."
-            )
-    for variable, value in pairs:
-        variable.assign(value.astype(variable.dtype))
 
 
 def load_efficientnet_lite(model, path, head=True):

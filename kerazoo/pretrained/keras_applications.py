@@ -3,8 +3,8 @@ own architectures."""
 
 import numpy as np
 
-from kerazoo.pretrained.efficientnet_lite import WeightMismatchError
-from kerazoo.pretrained.efficientnet_lite import assign_checked
+from kerazoo.pretrained.assign import WeightMismatchError
+from kerazoo.pretrained.assign import assign_checked
 
 _RESNET_DEPTHS = {
     "resnet50": (3, 4, 6, 3),
@@ -38,15 +38,20 @@ def _conv_pairs(target_conv, target_bn, source_conv, source_bn):
     return [kernel, *_bn_pairs(target_bn, source_bn, bias)]
 
 
-def _resnet_pairs(model, source, depths):
-    body = model.get_layer("body")
+def _stem_pairs(body, source):
+    """The 7x7 stem convolution and its batch norm (ResNet and DenseNet)."""
     stem = body.get_layer("stem")
-    pairs = _conv_pairs(
+    return _conv_pairs(
         stem.get_layer("conv1"),
         stem.get_layer("conv1_bn"),
         source.get_layer("conv1_conv"),
         source.get_layer("conv1_bn"),
     )
+
+
+def _resnet_pairs(model, source, depths):
+    body = model.get_layer("body")
+    pairs = _stem_pairs(body, source)
     for s, depth in enumerate(depths):
         stage = body.get_layer(f"stage{s + 1}")
         for j in range(depth):
@@ -71,13 +76,7 @@ def _resnet_pairs(model, source, depths):
 
 def _densenet_pairs(model, source, blocks):
     body = model.get_layer("body")
-    stem = body.get_layer("stem")
-    pairs = _conv_pairs(
-        stem.get_layer("conv1"),
-        stem.get_layer("conv1_bn"),
-        source.get_layer("conv1_conv"),
-        source.get_layer("conv1_bn"),
-    )
+    pairs = _stem_pairs(body, source)
     for s, layers in enumerate(blocks):
         stage = body.get_layer(f"stage{s + 1}")
         dense = stage.get_layer("dense_block")

@@ -219,13 +219,8 @@ def test_lsuv_gives_unit_output_std_in_every_layer(start):
         report = initializers.lsuv_init(net, x, seed=0)
         assert len(report) == 10
         stats = initializers.activation_stats(net, x)
-        measured = [r for r in stats.rows if r["class"] == "Dense"]
-        if net is relu_net:
-            assert all(0.9 <= r["std"] <= 1.1 for r in measured), [
-                r["std"] for r in measured
-            ]
-        else:
-            assert all(0.9 <= r["std"] <= 1.1 for r in measured)
+        stds = [r["std"] for r in stats.rows if r["class"] == "Dense"]
+        assert len(stds) == 10 and all(0.9 <= s <= 1.1 for s in stds), stds
 
 
 def test_lsuv_on_a_conv_network():

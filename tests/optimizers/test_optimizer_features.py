@@ -11,15 +11,7 @@ from kerazoo import optimizers
 from kerazoo.models import scoped_model
 from kerazoo.optimizers import schedules
 
-CASES = {
-    "sgd": {},
-    "momentum": {},
-    "nesterov": {},
-    "rmsprop": {},
-    "adam": {},
-    "adamw": {},
-    "adagrad": {},
-}
+NAMES = ("sgd", "momentum", "nesterov", "rmsprop", "adam", "adamw", "adagrad")
 
 
 def _make(name, **kwargs):
@@ -34,7 +26,7 @@ def _slots(optimizer):
     ]
 
 
-@pytest.mark.parametrize("name", list(CASES))
+@pytest.mark.parametrize("name", NAMES)
 def test_nonfinite_gradient_skips_update_and_is_counted(name):
     optimizer = _make(name)
     a = keras.Variable(np.array([1.0, -2.0], "float32"))
@@ -98,7 +90,7 @@ def _two_quadratics(name, multipliers, lr=0.05, steps=20):
     return body.numpy(), head.numpy()
 
 
-@pytest.mark.parametrize("name", list(CASES))
+@pytest.mark.parametrize("name", NAMES)
 def test_lr_multipliers_scale_each_group(name):
     body, head = _two_quadratics(name, {"body/.*": 0.1, "head/.*": 1.0})
     # The body alone at a tenth of the rate, the head alone at the full rate.

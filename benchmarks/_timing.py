@@ -1,0 +1,38 @@
+"""The A/B timing every benchmark uses: warm-up (tracing excluded), then A and B
+timed alternately, and the median of the per-round ratios with its spread."""
+
+import statistics
+import time
+
+import keras
+
+
+def _time(fn, steps):
+    start = time.perf_counter()
+    for _ in range(steps):
+        out = fn()
+    # Wait for the last result (asynchronous backends).
+    keras.ops.convert_to_numpy(out[0] if isinstance(out, (list, tuple)) else out)
+    return time.perf_counter() - start
+
+
+def compare(fn_a, fn_b, steps, repeats, warmup=3):
+    """Times `fn_a` against `fn_b`; returns `ratio_median`, `ratio_min`,
+    `ratio_max` (A's time over B's) and the median `a_ms`, `b_ms` per call."""
+    for _ in range(warmup):
+        _time(fn_a, 1)
+        _time(fn_b, 1)
+    ratios, times_a, times_b = [], [], []
+    for _ in range(repeats):
+        a = _time(fn_a, steps)
+        b = _time(fn_b, steps)
+        times_a.append(a / steps)
+        times_b.append(b / steps)
+        ratios.append(a / b)
+    return {
+        "ratio_median": statistics.median(ratios),
+        "ratio_min": min(ratios),
+        "ratio_max": max(ratios),
+        "a_ms": 1e3 * statistics.median(times_a),
+        "b_ms": 1e3 * statistics.median(times_b),
+    }
