@@ -166,6 +166,45 @@ def _cmd_models(args):
     return 0
 
 
+def _cmd_finetune(args):
+    from kerazoo.recipes import RecipeError
+    from kerazoo.recipes import load_recipe
+
+    try:
+        recipe = load_recipe(args.recipe, args.set)
+    except RecipeError as error:
+        print(f"kerazoo finetune: error: {error}", file=sys.stderr)
+        return 2
+    from kerazoo.finetune import FinetuneError
+    from kerazoo.finetune import run
+
+    print(
+        f"kerazoo {kerazoo.__version__} finetune {args.recipe} -> "
+        f"{recipe.output_dir} (backend {_backend()})",
+        flush=True,
+    )
+    try:
+        report = run(recipe, restart=args.restart, log=_log)
+    except (FinetuneError, RecipeError, ValueError, FileNotFoundError) as error:
+        print(f"kerazoo finetune: error: {error}", file=sys.stderr)
+        return 1
+    after1 = report["stage1"].get("test_accuracy")
+    after1 = f" (after stage 1: {after1:.4f})" if after1 is not None else ""
+    print(
+        f"test accuracy: {report['test_accuracy']:.4f} on {report['test_images']} "
+        f"images{after1}; {report['seconds']:.0f} s of training"
+    )
+    print(
+        f"written to {recipe.output_dir}: report.json, history.csv, curves.png, "
+        "confusion.png, model.keras"
+    )
+    return 0
+
+
+def _log(line):
+    print(line, flush=True)
+
+
 def _parse_option(text):
     import ast
 
@@ -271,6 +310,29 @@ def build_parser():
         help="where the CSV and PNG are written (default: %(default)s)",
     )
     p.set_defaults(func=_cmd_init_report)
+
+    p = sub.add_parser(
+        "finetune",
+        help="two-stage fine-tuning from a YAML recipe (resumes if interrupted)",
+        description=(
+            "Stage 1 trains a new head on the frozen pretrained body; stage 2 "
+            "unfreezes it and trains at a lower learning rate. Rerunning the same "
+            "command resumes an interrupted run from its last completed epoch."
+        ),
+    )
+    p.add_argument("recipe", help="a recipe file, e.g. recipes/quickstart.yaml")
+    p.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY.PATH=VALUE",
+        help="override a recipe field, e.g. --set stage2.epochs=3 (repeatable)",
+    )
+    p.add_argument(
+        "--restart",
+        action="store_true",
+        help="delete the run in output_dir and start over instead of resuming",
+    )
+    p.set_defaults(func=_cmd_finetune)
     return parser
 
 

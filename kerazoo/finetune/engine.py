@@ -1,0 +1,553 @@
+"""The two-stage fine-tuning engine behind `kerazoo finetune RECIPE`.
+
+Stage 1 trains a new head on a frozen body (called in inference mode); when the
+stage has no augmentation, the body's pooled features are computed once and the
+head trains on them, which gives the same head as running the body every epoch.
+Stage 2 unfreezes the body as the recipe says and trains with a fresh optimizer,
+batch norm frozen by default and an optional body learning-rate multiplier.
+
+Every stage epoch is backed up (`BackupAndRestore`): a killed run, rerun with the
+same command, resumes from its last completed epoch in the right stage.
+"""
+
+import json
+import math
+import os
+import pathlib
+import shutil
+import sys
+import time
+
+import keras
+import numpy as np
+
+from kerazoo.finetune import freezing
+from kerazoo.finetune import report as reporting
+from kerazoo.recipes import RecipeError
+
+STATE = "state.json"
+
+
+class FinetuneError(RuntimeError):
+    """A run that stopped; the message says why and what is kept."""
+
+
+class _Run:
+    """The output directory of one run and its progress."""
+
+    def __init__(self, recipe, restart=False):
+        self.recipe = recipe
+        self.dir = pathlib.Path(recipe.output_dir)
+        state_path = self.dir / STATE
+        if restart and state_path.exists():
+            shutil.rmtree(self.dir)
+        elif not state_path.exists() and self.dir.exists() and any(self.dir.iterdir()):
+            raise FinetuneError(
+                f"output_dir {self.dir} is not empty and holds no kerazoo run; "
+                "choose another (--set output_dir=DIR)"
+            )
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.state = {"fingerprint": recipe.fingerprint(), "stages": {}}
+        if state_path.exists():
+            saved = json.loads(state_path.read_text())
+            if saved.get("fingerprint") != self.state["fingerprint"]:
+                raise FinetuneError(
+                    f"{self.dir} holds a run of a different recipe (its recipe.yaml "
+                    "shows which); rerun with --restart to replace it, or choose "
+                    "another output_dir"
+                )
+            self.state = saved
+        import yaml
+
+        (self.dir / "recipe.yaml").write_text(
+            yaml.safe_dump(recipe.to_dict(), sort_keys=False)
+        )
+        self.save()
+
+    def save(self):
+        tmp = self.dir / (STATE + ".tmp")
+        tmp.write_text(json.dumps(self.state, indent=2))
+        os.replace(tmp, self.dir / STATE)
+
+    def stage(self, n):
+        return self.state["stages"].setdefault(str(n), {"done": False, "seconds": 0.0})
+
+    @property
+    def finished(self):
+        return self.state.get("finished", False) and (self.dir / "report.json").exists()
+
+
+class _BestWeights(keras.callbacks.Callback):
+    """Saves the whole model's weights when the monitored metric improves."""
+
+    def __init__(self, model, path, monitor="val_accuracy", history=()):
+        super().__init__()
+        self.target = model
+        self.path = str(path)
+        self.monitor = monitor
+        # A resumed stage starts from the best of the epochs it already ran.
+        self.best = max(
+            (self._score(r[monitor]) for r in history if monitor in r),
+            default=-math.inf,
+        )
+
+    def _score(self, value):
+        return -value if "loss" in self.monitor else value
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = (logs or {}).get(self.monitor)
+        if value is None:
+            return
+        value = self._score(value)
+        if value > self.best:
+            self.best = value
+            self.target.save_weights(self.path)
+
+
+class _StageSummary(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.epochs = 0
+        self.logs = {}
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.epochs = epoch + 1
+        self.logs = dict(logs or {})
+
+
+def _strategy(distribution):
+    import tensorflow as tf
+
+    if distribution == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+def build(recipe, num_classes):
+    """The fine-tuning model and its parts.
+
+    Returns:
+        A dict: `model` (images -> probabilities, the body called normally),
+        `frozen` (the same layers, the body called in inference mode),
+        `features` (images -> pooled body features, inference mode), `head`
+        (features -> probabilities), and `body`.
+    """
+    from kerazoo import initializers
+    from kerazoo.models import create_model
+
+    spec = recipe.model
+    height, width = spec.image_size
+    base = create_model(
+        spec.name,
+        input_shape=(height, width, 3),
+        weights=spec.weights,
+        include_top=False,
+        pooling="avg",
+        **spec.options,
+    )
+    pre = base.get_layer("preprocessing")
+    body = base.get_layer("body")
+    pool = base.get_layer("pool")
+    dropout = keras.layers.Dropout(
+        recipe.head.dropout, seed=recipe.seed, name="dropout"
+    )
+    dense = keras.layers.Dense(
+        num_classes,
+        activation="softmax",
+        kernel_initializer=initializers.get(recipe.head.initializer),
+        name="predictions",
+    )
+    images = keras.Input((height, width, 3), name="image")
+    model = keras.Model(
+        images, dense(dropout(pool(body(pre(images))))), name=f"{spec.name}_finetuned"
+    )
+    pooled = pool(body(pre(images), training=False))
+    frozen = keras.Model(images, dense(dropout(pooled)), name="stage1")
+    features = keras.Model(images, pooled, name="features")
+    feature_input = keras.Input(pooled.shape[1:], name="features")
+    head = keras.Model(feature_input, dense(dropout(feature_input)), name="head")
+    return {
+        "model": model,
+        "frozen": frozen,
+        "features": features,
+        "head": head,
+        "body": body,
+    }
+
+
+def _optimizer(stage, steps_per_epoch, multipliers=None):
+    from kerazoo import optimizers
+    from kerazoo.optimizers import schedules
+
+    config = stage.optimizer.as_dict()
+    lr = config.pop("learning_rate")
+    total = max(1, steps_per_epoch * stage.epochs)
+    schedule = stage.schedule
+    if schedule.name == "warmup_cosine":
+        lr = schedules.WarmupCosine(
+            lr,
+            total,
+            warmup_steps=round(schedule.warmup_epochs * steps_per_epoch),
+            final_learning_rate=schedule.final_learning_rate,
+        )
+    elif schedule.name == "one_cycle":
+        lr = schedules.OneCycle(
+            lr,
+            total,
+            pct_start=schedule.pct_start,
+            div_factor=schedule.div_factor,
+            final_div_factor=schedule.final_div_factor,
+        )
+    elif schedule.name == "step_decay":
+        lr = schedules.StepDecay(
+            lr, schedule.every_epochs * steps_per_epoch, gamma=schedule.gamma
+        )
+    if multipliers:
+        config["lr_multipliers"] = multipliers
+    return optimizers.get({**config, "learning_rate": lr})
+
+
+def _callbacks(run, stage_number, stage, target, summary):
+    recipe = run.recipe
+    backup = run.dir / "backup" / f"stage{stage_number}"
+    history = run.dir / f"history_stage{stage_number}.csv"
+    (run.dir / "checkpoints").mkdir(exist_ok=True)
+    callbacks = [
+        keras.callbacks.TerminateOnNaN(raise_error=True),
+        keras.callbacks.BackupAndRestore(str(backup)),
+        keras.callbacks.CSVLogger(str(history), append=True),
+        _BestWeights(
+            target,
+            run.dir / "checkpoints" / f"best_stage{stage_number}.weights.h5",
+            history=reporting.read_stage_history(history, stage_number),
+        ),
+        summary,
+    ]
+    if stage.early_stopping:
+        callbacks.append(
+            keras.callbacks.EarlyStopping(
+                monitor=stage.early_stopping.monitor,
+                patience=stage.early_stopping.patience,
+                mode="min" if "loss" in stage.early_stopping.monitor else "max",
+            )
+        )
+    if recipe.tensorboard:
+        callbacks.append(
+            keras.callbacks.TensorBoard(str(run.dir / "logs" / f"stage{stage_number}"))
+        )
+    return callbacks
+
+
+def _batch_size(stage, n):
+    from kerazoo.optimizers import batch_size_for
+
+    return batch_size_for(stage.batching, n, stage.batch_size)
+
+
+def _verbose():
+    return 1 if sys.stdout.isatty() else 2
+
+
+def _fit(run, n, model, train, validation, stage, callbacks, log):
+    record = run.stage(n)
+    metadata = run.dir / "backup" / f"stage{n}" / "training_metadata.json"
+    if metadata.exists():
+        epoch = json.loads(metadata.read_text())["epoch"]
+        log(
+            f"stage {n}: resuming after epoch {epoch} of {stage.epochs} from the "
+            f"backup in {metadata.parent}"
+        )
+    start = time.perf_counter()
+    try:
+        model.fit(
+            train,
+            validation_data=validation,
+            epochs=stage.epochs,
+            callbacks=callbacks,
+            verbose=_verbose(),
+            shuffle=False,  # the pipeline shuffles, seeded
+        )
+    except RuntimeError as error:
+        if "NaN or Inf loss" not in str(error):
+            raise
+        record["seconds"] += time.perf_counter() - start
+        run.save()
+        done = len(reporting.read_stage_history(run.dir / f"history_stage{n}.csv", n))
+        raise FinetuneError(
+            f"stage {n} stopped: the loss became NaN or infinite in epoch "
+            f"{done + 1} ({error}). The backup of the last completed epoch is kept "
+            f"in {run.dir / 'backup' / f'stage{n}'}; fix the recipe (a lower "
+            "learning rate, gradient clipping) and rerun to resume, or --restart"
+        ) from None
+    record["seconds"] += time.perf_counter() - start
+
+
+def _features(parts, pipeline):
+    labels = np.concatenate(
+        [y for y in pipeline.map(lambda x, y: y).as_numpy_iterator()]
+    )
+    outputs = parts["features"].predict(pipeline.map(lambda x, y: x), verbose=0)
+    return outputs, labels
+
+
+def run(recipe, *, restart=False, log=print):
+    """Runs (or resumes) a fine-tuning recipe.
+
+    Args:
+        recipe: A `kerazoo.recipes.Recipe` (`load_recipe(path)`).
+        restart: Delete the run in `recipe.output_dir` and start over. Without it
+            an interrupted run resumes from its last completed epoch, and a
+            finished one is reported, not repeated.
+        log: Where progress lines go.
+
+    Returns:
+        The report dict (also in `output_dir/report.json`); its top-level
+        `test_accuracy` is the fine-tuned model's accuracy on the test split.
+    """
+    import tensorflow as tf
+
+    from kerazoo.data import load_data
+    from kerazoo.data.pipeline import batched
+    from kerazoo.data.pipeline import image_pipeline
+
+    if recipe.export is not None:
+        raise RecipeError(
+            "export: exporting from a fine-tuning run needs kerazoo.export, which "
+            "this version does not have yet; remove the export section"
+        )
+    run_ = _Run(recipe, restart=restart)
+    if run_.finished:
+        report = json.loads((run_.dir / "report.json").read_text())
+        log(
+            f"{run_.dir} already holds this finished run: test accuracy "
+            f"{report['test_accuracy']:.4f}. Use --restart to train again."
+        )
+        return report
+    keras.utils.set_random_seed(recipe.seed)
+    data = load_data(
+        recipe.data.uri,
+        seed=recipe.seed,
+        data_dir=recipe.data.data_dir,
+        download=recipe.data.download,
+    )
+    log(f"data: {data.summary()}")
+    size = recipe.model.image_size
+    strategy = _strategy(recipe.distribution)
+    if recipe.distribution != "none":
+        log(
+            f"distribution: {recipe.distribution}, "
+            f"{strategy.num_replicas_in_sync} replicas"
+        )
+    with strategy.scope():
+        parts = build(recipe, data.num_classes)
+    model, body = parts["model"], parts["body"]
+    run_.parts = parts
+    log(
+        f"model: {recipe.model.name} ({recipe.model.weights or 'random'} weights), "
+        f"input {size[0]}x{size[1]}, {model.count_params():,} parameters, "
+        f"{data.num_classes} classes"
+    )
+    n_train = data.sizes["train"]
+
+    def nan_batch(n):
+        debug = recipe.debug.nan_batch
+        return debug[1] if debug and debug[0] == n else None
+
+    def evaluation(split):
+        return image_pipeline(data, split, size, 64)
+
+    loss = "sparse_categorical_crossentropy"
+
+    # Stage 1: frozen body, new head.
+    s1, record = recipe.stage1, run_.stage(1)
+    weights1 = run_.dir / "stage1.weights.h5"
+    if record["done"]:
+        model.load_weights(weights1)
+        log(f"stage 1: done earlier ({record['summary']}); loading its weights")
+    elif not s1.epochs:
+        record.update(done=True, summary="skipped (0 epochs)")
+        model.save_weights(weights1)
+        run_.save()
+    else:
+        freezing.freeze(body)
+        batch = _batch_size(s1, n_train)
+        augment = (
+            recipe.data.augment if s1.augment and recipe.data.augment.enabled else None
+        )
+        cached = s1.cache_features and augment is None and nan_batch(1) is None
+        record["cached_features"] = cached
+        if cached:
+            start = time.perf_counter()
+            plain = {
+                split: image_pipeline(data, split, size, 64, cache=False)
+                for split in ("train", "validation", "test")
+            }
+            feats = {split: _features(parts, p) for split, p in plain.items()}
+            record["feature_seconds"] = time.perf_counter() - start
+            log(
+                f"stage 1: body features of {sum(len(f[1]) for f in feats.values())} "
+                f"images computed once in {record['feature_seconds']:.1f} s"
+            )
+
+            def slices(split):
+                return tf.data.Dataset.from_tensor_slices(feats[split])
+
+            train = batched(
+                slices("train"), n_train, batch, training=True, seed=recipe.seed
+            )
+            validation = batched(slices("validation"), data.sizes["validation"], 256)
+            test = batched(slices("test"), data.sizes["test"], 256)
+            target = parts["head"]
+        else:
+            train = image_pipeline(
+                data,
+                "train",
+                size,
+                batch,
+                training=True,
+                augment=augment,
+                seed=recipe.seed,
+                nan_batch=nan_batch(1),
+            )
+            validation, test = evaluation("validation"), evaluation("test")
+            target = parts["frozen"]
+        steps = math.ceil(n_train / batch)
+        with strategy.scope():
+            target.compile(
+                optimizer=_optimizer(s1, steps), loss=loss, metrics=["accuracy"]
+            )
+        summary = _StageSummary()
+        log(
+            f"stage 1: frozen body, training the head for {s1.epochs} epochs "
+            f"(batch {batch}, {s1.optimizer.name} lr {s1.optimizer.learning_rate:g}"
+            f"{', on cached features' if cached else ''})"
+        )
+        _fit(
+            run_,
+            1,
+            target,
+            train,
+            validation,
+            s1,
+            _callbacks(run_, 1, s1, model, summary),
+            log,
+        )
+        record["test_loss"], record["test_accuracy"] = (
+            float(v) for v in target.evaluate(test, verbose=0)
+        )
+        model.save_weights(weights1)
+        record["done"] = True
+        record["summary"] = (
+            f"val_accuracy {summary.logs.get('val_accuracy', float('nan')):.4f}, "
+            f"test accuracy {record['test_accuracy']:.4f}"
+        )
+        run_.save()
+        log(
+            f"stage 1 done: {record['seconds']:.1f} s, {record['summary']}",
+        )
+
+    # Stage 2: unfreeze, fresh optimizer, lower learning rate.
+    s2, record = recipe.stage2, run_.stage(2)
+    if s2.epochs and not record["done"]:
+        trainable = freezing.unfreeze(body, s2.unfreeze, recipe.batchnorm)
+        batch = _batch_size(s2, n_train)
+        augment = (
+            recipe.data.augment if s2.augment and recipe.data.augment.enabled else None
+        )
+        train = image_pipeline(
+            data,
+            "train",
+            size,
+            batch,
+            training=True,
+            augment=augment,
+            seed=recipe.seed + 1,
+            nan_batch=nan_batch(2),
+        )
+        multipliers = (
+            {"body/": s2.body_lr_multiplier} if s2.body_lr_multiplier != 1 else None
+        )
+        with strategy.scope():
+            model.compile(
+                optimizer=_optimizer(s2, math.ceil(n_train / batch), multipliers),
+                loss=loss,
+                metrics=["accuracy"],
+            )
+        record["trainable_body_weights"] = len(trainable)
+        log(
+            f"stage 2: {len(trainable)} body weights unfrozen ({s2.unfreeze}), "
+            f"batch norm {recipe.batchnorm}, {s2.epochs} epochs (batch {batch}, "
+            f"{s2.optimizer.name} lr {s2.optimizer.learning_rate:g}, body x"
+            f"{s2.body_lr_multiplier:g})"
+        )
+        summary = _StageSummary()
+        _fit(
+            run_,
+            2,
+            model,
+            train,
+            evaluation("validation"),
+            s2,
+            _callbacks(run_, 2, s2, model, summary),
+            log,
+        )
+        record["done"] = True
+        run_.save()
+        log(
+            f"stage 2 done: {record['seconds']:.1f} s, val_accuracy "
+            f"{summary.logs.get('val_accuracy', float('nan')):.4f}"
+        )
+    return _finish(run_, data, model, evaluation("test"))
+
+
+def _finish(run, data, model, test):
+    recipe = run.recipe
+    labels = np.concatenate(list(test.map(lambda x, y: y).as_numpy_iterator()))
+    probabilities = model.predict(test.map(lambda x, y: x), verbose=0)
+    predictions = np.argmax(probabilities, axis=-1)
+    accuracy = float(np.mean(labels == predictions))
+    rows = reporting.read_stage_history(run.dir / "history_stage1.csv", 1)
+    rows += reporting.read_stage_history(run.dir / "history_stage2.csv", 2)
+    reporting.write_history(rows, run.dir / "history.csv")
+    reporting.plot_curves(rows, run.dir / "curves.png", title=recipe.name)
+    matrix = reporting.confusion_matrix(labels, predictions, data.num_classes)
+    reporting.plot_confusion(
+        matrix,
+        data.class_names,
+        run.dir / "confusion.png",
+        title=f"{recipe.name}: test accuracy {accuracy:.4f}",
+    )
+    # The saved model is uncompiled and fully trainable: the stage-2 freezing and
+    # optimizer belong to this run, not to whoever loads the file next.
+    run.parts["body"].trainable = True
+    tmp = run.dir / "model.tmp.keras"
+    keras.Model(model.inputs, model.outputs, name=model.name).save(tmp)
+    os.replace(tmp, run.dir / "model.keras")
+    stages = {}
+    for n in (1, 2):
+        record = dict(run.stage(n))
+        record.pop("done", None)
+        record["epochs"] = sum(1 for r in rows if r["stage"] == n)
+        stages[f"stage{n}"] = record
+    report = {
+        "recipe": recipe.to_dict(),
+        "data": {
+            "uri": data.uri,
+            "classes": data.class_names,
+            "sizes": data.sizes,
+            "skipped_files": data.skipped,
+        },
+        "parameters": int(model.count_params()),
+        **stages,
+        "seconds": sum(
+            s["seconds"] + s.get("feature_seconds", 0) for s in stages.values()
+        ),
+        "test_accuracy": accuracy,
+        "test_images": len(labels),
+        "confusion": matrix.tolist(),
+    }
+    (run.dir / "report.json").write_text(json.dumps(report, indent=2))
+    shutil.rmtree(run.dir / "backup", ignore_errors=True)
+    run.state["finished"] = True
+    run.save()
+    return report

@@ -1,0 +1,398 @@
+"""Fine-tuning recipes: YAML files validated into typed objects.
+
+A recipe is checked whole before anything trains. A wrong key, type or value
+raises `RecipeError`, whose message names the key path (`stage2.optimizer.name`),
+what was received and what is allowed. `--set key.path=value` overrides are
+applied to the YAML before validation, so they are checked the same way.
+
+Example:
+
+>>> recipe = load_recipe("recipes/quickstart.yaml", ["stage2.epochs=1"])
+>>> recipe.stage2.epochs
+1
+"""
+
+import difflib
+import hashlib
+import json
+import pathlib
+import re
+import typing
+
+import yaml
+from pydantic import BaseModel
+from pydantic import ConfigDict
+from pydantic import Field
+from pydantic import ValidationError
+from pydantic import field_validator
+from pydantic import model_validator
+
+OPTIMIZERS = ("sgd", "momentum", "nesterov", "rmsprop", "adam", "adamw", "adagrad")
+INITIALIZERS = (
+    "xavier_normal",
+    "xavier_uniform",
+    "he_normal",
+    "he_uniform",
+    "lecun_normal",
+    "lecun_uniform",
+    "normal",
+    "uniform",
+)
+
+
+class RecipeError(ValueError):
+    """A recipe that cannot run; the message names the key path."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelSpec(_Strict):
+    name: str = Field(description="A registered model (`kerazoo models`).")
+    weights: str | None = Field(
+        "imagenet", description="Pretrained weights tag, or null for random."
+    )
+    input_size: int | tuple[int, int] = Field(
+        description="Side of the square input, or [height, width]."
+    )
+    options: dict[str, typing.Any] = Field(
+        default_factory=dict, description="Family options (`create_model`)."
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _known_model(cls, name):
+        from kerazoo.models import list_models
+
+        names = list_models()
+        if name not in names:
+            close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
+            hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
+            raise ValueError(
+                f"unknown model {name!r}.{hint} `kerazoo models` lists all {len(names)}"
+            )
+        return name
+
+    @field_validator("input_size")
+    @classmethod
+    def _positive_size(cls, size):
+        sides = (size, size) if isinstance(size, int) else size
+        if min(sides) < 8:
+            raise ValueError(f"each side must be at least 8 pixels, got {size}")
+        return size
+
+    @property
+    def image_size(self):
+        """`(height, width)`."""
+        size = self.input_size
+        return (size, size) if isinstance(size, int) else tuple(size)
+
+
+class Augment(_Strict):
+    """Random augmentation with Keras preprocessing layers (training only)."""
+
+    flip: typing.Literal["none", "horizontal", "vertical", "both"] = "none"
+    rotation: float = Field(0.0, ge=0, le=0.5, description="Fraction of a turn.")
+    zoom: float = Field(0.0, ge=0, lt=1)
+    translation: float = Field(0.0, ge=0, lt=1)
+    contrast: float = Field(0.0, ge=0, lt=1)
+
+    @property
+    def enabled(self):
+        return (
+            self.flip != "none"
+            or self.rotation > 0
+            or self.zoom > 0
+            or self.translation > 0
+            or self.contrast > 0
+        )
+
+
+class DataSpec(_Strict):
+    uri: str = Field(
+        "digits",
+        description="`digits[?shots=N]`, `tfds:NAME[?train=..&validation=..&test=..]`"
+        " or `folder:PATH[?validation=F&test=F]`.",
+    )
+    augment: Augment = Augment()
+    data_dir: str | None = Field(
+        None, description="tensorflow-datasets data_dir (tfds: URIs)."
+    )
+    download: bool = Field(True, description="Let tensorflow-datasets download.")
+
+    @field_validator("uri")
+    @classmethod
+    def _known_scheme(cls, uri):
+        from kerazoo.data.sources import parse_uri
+
+        parse_uri(uri)
+        return uri
+
+
+class Head(_Strict):
+    dropout: float = Field(0.2, ge=0, lt=1)
+    initializer: typing.Literal[INITIALIZERS] = "xavier_uniform"
+
+
+class Optimizer(_Strict):
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    name: typing.Literal[OPTIMIZERS]
+    learning_rate: float = Field(gt=0)
+
+    @model_validator(mode="after")
+    def _constructible(self):
+        from kerazoo import optimizers
+
+        try:
+            optimizers.get(self.as_dict())
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"the optimizer cannot be built: {error}") from None
+        return self
+
+    def as_dict(self):
+        return self.model_dump()
+
+
+class Constant(_Strict):
+    name: typing.Literal["constant"]
+
+
+class WarmupCosine(_Strict):
+    name: typing.Literal["warmup_cosine"]
+    warmup_epochs: float = Field(0.0, ge=0)
+    final_learning_rate: float = Field(0.0, ge=0)
+
+
+class OneCycle(_Strict):
+    name: typing.Literal["one_cycle"]
+    pct_start: float = Field(0.25, gt=0, lt=1)
+    div_factor: float = Field(25.0, ge=1)
+    final_div_factor: float = Field(1e4, ge=1)
+
+
+class StepDecay(_Strict):
+    name: typing.Literal["step_decay"]
+    every_epochs: int = Field(ge=1)
+    gamma: float = Field(0.1, gt=0, le=1)
+
+
+Schedule = typing.Annotated[
+    Constant | WarmupCosine | OneCycle | StepDecay,
+    Field(discriminator="name"),
+]
+
+
+class EarlyStopping(_Strict):
+    monitor: str = "val_accuracy"
+    patience: int = Field(3, ge=1)
+
+
+class Stage(_Strict):
+    epochs: int = Field(ge=0)
+    batch_size: int | None = Field(32, ge=1)
+    batching: typing.Literal["minibatch", "example", "full"] = "minibatch"
+    optimizer: Optimizer
+    schedule: Schedule = Constant(name="constant")
+    augment: bool = Field(True, description="Apply data.augment in this stage.")
+    early_stopping: EarlyStopping | None = None
+
+
+class Stage1(Stage):
+    epochs: int = Field(ge=0, description="0 skips stage 1 (training from scratch).")
+    cache_features: bool = Field(
+        True,
+        description="Compute the frozen body's features once (when the stage has "
+        "no augmentation).",
+    )
+
+
+class Stage2(Stage):
+    unfreeze: int | str = Field(
+        "all",
+        description="`all`, the number of last body stages, or a regex on layer "
+        "paths (`body/stage7/.*`).",
+    )
+    body_lr_multiplier: float = Field(1.0, ge=0)
+
+    @field_validator("unfreeze")
+    @classmethod
+    def _unfreeze(cls, value):
+        if isinstance(value, int):
+            if value < 1:
+                raise ValueError(f"a number of stages must be >= 1, got {value}")
+            return value
+        if value != "all":
+            try:
+                re.compile(value)
+            except re.error as error:
+                raise ValueError(
+                    f"'all', a number of stages or a regular expression; "
+                    f"{value!r} is not a valid regex ({error})"
+                ) from None
+        return value
+
+
+class Export(_Strict):
+    name: str
+    version: int | None = Field(None, ge=1)
+    directory: str = "saved_models"
+
+
+class Debug(_Strict):
+    """Testing aids: fault injection."""
+
+    nan_batch: tuple[int, int] | None = Field(
+        None,
+        description="[stage, batch]: that training batch of the stage (counted "
+        "across epochs from 0) gets NaN images.",
+    )
+
+
+class Recipe(_Strict):
+    name: str = "run"
+    model: ModelSpec
+    data: DataSpec = DataSpec()
+    seed: int = 0
+    head: Head = Head()
+    stage1: Stage1
+    stage2: Stage2
+    batchnorm: typing.Literal["frozen", "train"] = "frozen"
+    distribution: typing.Literal["none", "mirrored", "multi_worker"] = "none"
+    output_dir: str = "runs/run"
+    tensorboard: bool = False
+    export: Export | None = None
+    debug: Debug = Debug()
+
+    def to_dict(self):
+        return self.model_dump(mode="json")
+
+    def fingerprint(self, ignore=("output_dir", "export", "tensorboard", "debug")):
+        """sha256 of what decides the training (not where it is written)."""
+        data = {k: v for k, v in self.to_dict().items() if k not in ignore}
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+
+
+def _fields_at(loc):
+    """The allowed keys of the model at a location of `Recipe`."""
+    model = Recipe
+    for part in loc:
+        field = getattr(model, "model_fields", {}).get(part)
+        if field is None:
+            return None
+        annotation = field.annotation
+        candidates = [annotation, *typing.get_args(annotation)]
+        model = next(
+            (c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)),
+            None,
+        )
+        if model is None:
+            return None
+    return list(model.model_fields)
+
+
+def _describe(error):
+    loc = list(error["loc"])
+    path = ".".join(str(p) for p in loc if p not in _UNION_TAGS)
+    received = error.get("input")
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        allowed = _fields_at([p for p in loc[:-1] if p not in _UNION_TAGS])
+        close = difflib.get_close_matches(str(loc[-1]), allowed or [], n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        return f"{path}: unknown key.{hint} Allowed keys: {', '.join(allowed or [])}"
+    if kind == "missing":
+        return f"{path}: required key is missing"
+    message = error["msg"]
+    if message.startswith("Value error, "):
+        message = message[len("Value error, ") :]
+    expected = error.get("ctx", {}).get("expected")
+    if expected and received is not None:
+        close = difflib.get_close_matches(
+            str(received), re.findall(r"'([^']+)'", expected), n=1
+        )
+        if close:
+            message += f" (did you mean {close[0]!r}?)"
+    return f"{path}: received {received!r}; {message}"
+
+
+_UNION_TAGS = {
+    "constant",
+    "warmup_cosine",
+    "one_cycle",
+    "step_decay",
+    "int",
+    "str",
+    "tuple[int,int]",
+}
+
+
+def validate_recipe(data, source="recipe"):
+    """Validates a recipe dict; raises `RecipeError` naming each bad key."""
+    if not isinstance(data, dict):
+        raise RecipeError(
+            f"{source}: a recipe is a YAML mapping of keys; received "
+            f"{type(data).__name__}"
+        )
+    try:
+        return Recipe.model_validate(data)
+    except ValidationError as error:
+        lines = []
+        for item in error.errors():
+            line = _describe(item)
+            if line not in lines:
+                lines.append(line)
+        raise RecipeError(
+            f"{source} is not a valid recipe:\n  " + "\n  ".join(lines)
+        ) from None
+
+
+def apply_overrides(data, overrides):
+    """Applies `key.path=value` strings (values parsed as YAML) to a dict."""
+    data = json.loads(json.dumps(data))
+    for override in overrides or ():
+        key, sep, value = override.partition("=")
+        if not sep or not key.strip():
+            raise RecipeError(
+                f"--set expects key.path=value (e.g. stage2.epochs=3). "
+                f"Received: {override!r}"
+            )
+        parts = key.strip().split(".")
+        node = data
+        for i, part in enumerate(parts[:-1]):
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                raise RecipeError(
+                    f"--set {override!r}: {'.'.join(parts[: i + 1])} is a value, "
+                    "not a section"
+                )
+            node = child
+        node[parts[-1]] = yaml.safe_load(value) if value.strip() else None
+    return data
+
+
+def load_recipe(path, overrides=None):
+    """Reads a YAML recipe, applies `--set` overrides and validates it.
+
+    Args:
+        path: The YAML file.
+        overrides: `["key.path=value", ...]`.
+
+    Returns:
+        A `Recipe`.
+    """
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise RecipeError(f"No recipe file at {path}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise RecipeError(f"{path} is not valid YAML: {error}") from None
+    if data is None:
+        data = {}
+    if isinstance(data, dict):
+        data = apply_overrides(data, overrides)
+    return validate_recipe(data, source=str(path))

@@ -1,0 +1,271 @@
+"""The two-stage engine on a small model: what each stage may change, cached
+features, outputs, resuming, NaN handling and distribution."""
+
+import json
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+
+import keras
+import numpy as np
+import pytest
+
+from kerazoo.finetune import FinetuneError
+from kerazoo.finetune import build
+from kerazoo.finetune import freeze
+from kerazoo.finetune import run
+from kerazoo.finetune import unfreeze
+from kerazoo.recipes import load_recipe
+
+TINY = pathlib.Path(__file__).with_name("tiny.yaml")
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+
+def recipe(tmp_path, *overrides):
+    return load_recipe(TINY, [f"output_dir={tmp_path / 'run'}", *overrides])
+
+
+def weights(model, prefix):
+    return {
+        w.path: keras.ops.convert_to_numpy(w)
+        for w in model.weights
+        if w.path.startswith(prefix)
+    }
+
+
+def reference_parts(r):
+    """The model the engine builds, before training (same seed, same order)."""
+    keras.utils.set_random_seed(r.seed)
+    return build(r, 10)
+
+
+def load_into(parts, path):
+    parts["model"].load_weights(path)
+    return parts
+
+
+@pytest.mark.parametrize("cached", [True, False], ids=["cached", "uncached"])
+def test_stage1_leaves_body_bit_identical(tmp_path, cached):
+    r = recipe(
+        tmp_path, "stage2.epochs=0", f"stage1.cache_features={str(cached).lower()}"
+    )
+    report = run(r, log=lambda line: None)
+    assert report["stage1"]["cached_features"] is cached
+    before = weights(reference_parts(r)["model"], "body/")
+    keras.utils.clear_session()
+    after_parts = load_into(reference_parts(r), tmp_path / "run" / "stage1.weights.h5")
+    after = weights(after_parts["model"], "body/")
+    assert any("moving_variance" in p for p in before)  # BN statistics included
+    assert before.keys() == after.keys()
+    for path in before:
+        np.testing.assert_array_equal(before[path], after[path], err_msg=path)
+    trained = weights(after_parts["model"], "predictions/")
+    initial = weights(reference_parts(r)["model"], "predictions/")
+    assert not np.array_equal(
+        trained["predictions/kernel"], initial["predictions/kernel"]
+    )
+
+
+def test_cached_and_uncached_stage1_give_the_same_head(tmp_path):
+    heads = []
+    for cached in ("true", "false"):
+        keras.utils.clear_session()
+        r = recipe(
+            tmp_path / cached, "stage2.epochs=0", f"stage1.cache_features={cached}"
+        )
+        run(r, log=lambda line: None)
+        parts = load_into(
+            reference_parts(r), tmp_path / cached / "run" / "stage1.weights.h5"
+        )
+        heads.append(weights(parts["model"], "predictions/"))
+    assert heads[0].keys() == heads[1].keys() and heads[0]
+    for path in heads[0]:
+        np.testing.assert_allclose(
+            heads[0][path], heads[1][path], atol=2e-5, err_msg=path
+        )
+
+
+def test_unfreeze_last_stage_with_frozen_batchnorm_trains_only_that_stage(tmp_path):
+    r = recipe(tmp_path, "batchnorm=frozen")
+    parts = reference_parts(r)
+    model, body = parts["model"], parts["body"]
+    freeze(body)
+    assert not body.trainable_weights
+    paths = unfreeze(body, 1, batchnorm="frozen")
+    assert paths and all(p.startswith("body/stage3/") for p in paths)
+    assert not any("gamma" in p or "beta" in p for p in paths)
+    before = weights(model, "")
+    model.compile(keras.optimizers.SGD(0.1), "sparse_categorical_crossentropy")
+    x = np.random.default_rng(0).uniform(0, 255, (8, 32, 32, 3)).astype("float32")
+    model.train_on_batch(x, np.arange(8) % 10)
+    after = weights(model, "")
+    changed = {p for p in before if not np.array_equal(before[p], after[p])}
+    assert changed == set(paths) | {"predictions/kernel", "predictions/bias"}
+    with pytest.raises(ValueError, match="has 4 stages"):
+        unfreeze(body, 5)
+    with pytest.raises(ValueError, match="matches no weight"):
+        unfreeze(body, "body/stage9/.*")
+    paths = unfreeze(body, r"body/stage2/", batchnorm="train")
+    assert paths and all(p.startswith("body/stage2/") for p in paths)
+
+
+def test_full_run_writes_report_figures_and_model(tmp_path):
+    r = recipe(tmp_path)
+    lines = []
+    report = run(r, log=lines.append)
+    out = tmp_path / "run"
+    saved = json.loads((out / "report.json").read_text())
+    assert saved["test_accuracy"] == report["test_accuracy"]
+    assert 0 <= report["test_accuracy"] <= 1 and report["test_images"] == 270
+    assert saved["recipe"]["model"]["name"] == "resnet20"
+    assert np.sum(saved["confusion"]) == 270
+    history = (out / "history.csv").read_text().splitlines()
+    assert [row.split(",")[:3] for row in history[1:]] == [
+        ["1", "0", "1"],
+        ["1", "1", "2"],
+        ["2", "0", "3"],
+        ["2", "1", "4"],
+    ]
+    for name in ("curves.png", "confusion.png", "model.keras", "recipe.yaml"):
+        assert (out / name).stat().st_size > 0, name
+    assert not (out / "backup").exists()
+    # Stage 2 (unfreeze: 1) left the first stages as stage 1 ended.
+    stage1 = weights(
+        load_into(reference_parts(r), out / "stage1.weights.h5")["model"], "body/"
+    )
+    final = keras.saving.load_model(out / "model.keras", safe_mode=True)
+    final_weights = weights(final, "body/")
+    for path, value in stage1.items():
+        same = np.array_equal(value, final_weights[path])
+        assert same == (not path.startswith("body/stage3/")), path
+    # Rerunning a finished run reports it and trains nothing.
+    lines.clear()
+    again = run(r, log=lines.append)
+    assert again["test_accuracy"] == report["test_accuracy"]
+    assert "already holds this finished run" in lines[0]
+    # Another recipe may not reuse the directory.
+    with pytest.raises(FinetuneError, match="different recipe"):
+        run(recipe(tmp_path, "seed=5"), log=lambda line: None)
+
+
+def test_nan_stops_with_backup_intact_then_resumes(tmp_path):
+    # 7 batches an epoch: batch 9 of stage 2 is in its second epoch.
+    r = recipe(tmp_path, "stage2.epochs=3", "debug.nan_batch=[2, 9]")
+    with pytest.raises(
+        FinetuneError, match="stage 2 stopped: the loss became NaN"
+    ) as info:
+        run(r, log=lambda line: None)
+    assert "epoch 2" in str(info.value)
+    backup = tmp_path / "run" / "backup" / "stage2"
+    assert json.loads((backup / "training_metadata.json").read_text())["epoch"] == 1
+    lines = []
+    keras.utils.clear_session()
+    report = run(recipe(tmp_path, "stage2.epochs=3"), log=lines.append)
+    assert any("stage 1: done earlier" in line for line in lines)
+    assert any("stage 2: resuming after epoch 1 of 3" in line for line in lines)
+    assert report["stage2"]["epochs"] == 3
+
+
+def _wait_for_rows(path, rows, process, timeout=240):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            return False
+        if path.exists() and len(path.read_text().strip().splitlines()) > rows:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_killed_run_resumes_from_last_epoch(tmp_path):
+    out = tmp_path / "run"
+    command = [
+        sys.executable,
+        "-m",
+        "kerazoo.cli",
+        "finetune",
+        str(TINY),
+        "--set",
+        f"output_dir={out}",
+        "--set",
+        "stage2.epochs=6",
+    ]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    first = subprocess.Popen(
+        command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        assert _wait_for_rows(out / "history_stage2.csv", 2, first), "no stage-2 epochs"
+        first.send_signal(signal.SIGKILL)
+    finally:
+        first.kill()
+        first.wait()
+    done_before = len((out / "history_stage2.csv").read_text().strip().splitlines()) - 1
+    assert 2 <= done_before < 6
+    second = subprocess.run(
+        command, env=env, capture_output=True, text=True, timeout=600
+    )
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert "stage 1: done earlier" in second.stdout
+    resumed = [
+        line for line in second.stdout.splitlines() if "resuming after epoch" in line
+    ]
+    assert resumed and int(resumed[0].split("after epoch ")[1].split()[0]) >= 2
+    epochs = [
+        row.split(",")[:2] for row in (out / "history.csv").read_text().splitlines()[1:]
+    ]
+    assert epochs == [["1", "0"], ["1", "1"]] + [["2", str(e)] for e in range(6)]
+
+
+MIRRORED = """
+import sys
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+two = [tf.config.LogicalDeviceConfiguration()] * 2
+tf.config.set_logical_device_configuration(cpu, two)
+from kerazoo.finetune import run
+from kerazoo.recipes import load_recipe
+r = load_recipe(sys.argv[1], ["distribution=mirrored", "output_dir=" + sys.argv[2]])
+report = run(r)
+print("TEST_ACCURACY", report["test_accuracy"])
+"""
+
+
+def test_mirrored_over_two_logical_cpus(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-c", MIRRORED, str(TINY), str(tmp_path / "run")],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "distribution: mirrored, 2 replicas" in result.stdout
+    assert "TEST_ACCURACY" in result.stdout
+
+
+@pytest.mark.parametrize(
+    "name", ["tf_flowers_efficientnet_lite0.yaml", "cifar10_resnet56.yaml"]
+)
+def test_tfds_recipes_run_on_mock_data(tmp_path, name):
+    import tensorflow_datasets as tfds
+
+    r = load_recipe(
+        ROOT / "recipes" / name,
+        [
+            f"output_dir={tmp_path / 'run'}",
+            "model.input_size=32",
+            "stage1.epochs=1",
+            "stage2.epochs=1",
+            "stage1.batch_size=8",
+            "stage2.batch_size=8",
+            f"data.data_dir={tmp_path / 'tfds'}",
+        ],
+    )
+    with tfds.testing.mock_data(num_examples=16):
+        report = run(r, log=lambda line: None)
+    assert report["test_images"] == 16
+    assert len(report["data"]["classes"]) == {"tf": 5, "ci": 10}[name[:2]]
