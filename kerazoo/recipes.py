@@ -259,16 +259,35 @@ class Recipe(_Strict):
     stage1: Stage1
     stage2: Stage2
     batchnorm: typing.Literal["frozen", "train"] = "frozen"
-    distribution: typing.Literal["none", "mirrored", "multi_worker"] = "none"
+    distribution: typing.Literal["none", "mirrored", "multi_worker"] = Field(
+        "none",
+        description="`mirrored`: MirroredStrategy over this machine's GPUs.",
+    )
     output_dir: str = "runs/run"
     tensorboard: bool = False
     export: Export | None = None
     debug: Debug = Debug()
 
+    @field_validator("distribution")
+    @classmethod
+    def _supported_distribution(cls, value):
+        if value == "multi_worker":
+            raise ValueError(
+                "multi_worker is not supported: Keras 3's fit fails under "
+                "tf.distribute.MultiWorkerMirroredStrategy ('Attempt to convert a "
+                "value (PerReplica...)', keras-team/keras#20585, "
+                "tensorflow/tensorflow#72388; reproduced with TensorFlow 2.21 and "
+                "Keras 3.15); use 'mirrored' for the GPUs of one machine"
+            )
+        return value
+
     def to_dict(self):
         return self.model_dump(mode="json")
 
-    def fingerprint(self, ignore=("output_dir", "export", "tensorboard", "debug")):
+    def fingerprint(
+        self,
+        ignore=("output_dir", "export", "tensorboard", "debug", "distribution"),
+    ):
         """sha256 of what decides the training (not where it is written)."""
         data = {k: v for k, v in self.to_dict().items() if k not in ignore}
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()

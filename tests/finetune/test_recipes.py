@@ -133,3 +133,11 @@ def test_cli_reports_recipe_errors_before_training(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "stage1.batch_size: received -4" in err
     assert not (tmp_path / "out").exists()
+
+
+def test_multi_worker_is_refused_with_the_reason():
+    data = tiny()
+    data["distribution"] = "multi_worker"
+    message = _error(data)
+    assert "distribution: received 'multi_worker'" in message
+    assert "keras-team/keras#20585" in message and "'mirrored'" in message
