@@ -201,6 +201,42 @@ def _cmd_finetune(args):
     return 0
 
 
+def _cmd_export(args):
+    from kerazoo.export import ExportError
+    from kerazoo.export import export_source
+    from kerazoo.export import verify_export
+
+    try:
+        if args.verify:
+            from kerazoo.export.sources import model_of_export
+
+            model = model_of_export(args.source)
+            if model is None:
+                print("the source model is gone: checking signatures only")
+            result = verify_export(args.source, model, log=_log)
+            for name, signature in result["signatures"].items():
+                print(f"{name}: {signature['inputs']} -> {signature['outputs']}")
+            return 0
+        if not args.name:
+            print("kerazoo export: error: --name is required", file=sys.stderr)
+            return 2
+        export_source(
+            args.source,
+            args.name,
+            args.version,
+            out=args.out,
+            weights=args.weights,
+            crop_fraction=args.crop,
+            overwrite=args.overwrite,
+            verify=not args.no_verify,
+            log=_log,
+        )
+    except (ExportError, ValueError, OSError) as error:
+        print(f"kerazoo export: error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def _log(line):
     print(line, flush=True)
 
@@ -333,6 +369,37 @@ def build_parser():
         help="delete the run in output_dir and start over instead of resuming",
     )
     p.set_defaults(func=_cmd_finetune)
+
+    p = sub.add_parser(
+        "export",
+        help="export a SavedModel for TensorFlow Serving (NAME/VERSION layout)",
+        description=(
+            "SOURCE: a .keras file, a fine-tuning run directory, or a registry "
+            "model name (with --weights). Writes OUT/NAME/VERSION with "
+            "signatures serving_default (float32 images), serving_uint8 and "
+            "serving_bytes (encoded JPEG/PNG), then reloads it in a fresh process "
+            "and compares it with the Keras model. --verify PATH checks an "
+            "existing export."
+        ),
+    )
+    p.add_argument("source", help="model.keras, a run directory, or a model name")
+    p.add_argument("--name", help="model name in the serving layout")
+    p.add_argument("--version", type=_positive_int, help="default: the next free")
+    p.add_argument("--out", default="saved_models", help="default: %(default)s")
+    p.add_argument("--weights", default="imagenet", help="for a model name")
+    p.add_argument(
+        "--crop",
+        type=float,
+        default=None,
+        help="central crop of serving_bytes (default: 1.0 for trained models, "
+        "0.875 for ImageNet weights)",
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace the version")
+    p.add_argument("--no-verify", action="store_true", help="skip the check")
+    p.add_argument(
+        "--verify", action="store_true", help="only check the export at SOURCE"
+    )
+    p.set_defaults(func=_cmd_export)
     return parser
 
 

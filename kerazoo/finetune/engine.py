@@ -23,7 +23,6 @@ import numpy as np
 
 from kerazoo.finetune import freezing
 from kerazoo.finetune import report as reporting
-from kerazoo.recipes import RecipeError
 
 STATE = "state.json"
 
@@ -310,11 +309,6 @@ def run(recipe, *, restart=False, log=print):
     from kerazoo.data.pipeline import batched
     from kerazoo.data.pipeline import image_pipeline
 
-    if recipe.export is not None:
-        raise RecipeError(
-            "export: exporting from a fine-tuning run needs kerazoo.export, which "
-            "this version does not have yet; remove the export section"
-        )
     run_ = _Run(recipe, restart=restart)
     if run_.finished:
         report = json.loads((run_.dir / "report.json").read_text())
@@ -497,10 +491,10 @@ def run(recipe, *, restart=False, log=print):
             f"stage 2 done: {record['seconds']:.1f} s, val_accuracy "
             f"{summary.logs.get('val_accuracy', float('nan')):.4f}"
         )
-    return _finish(run_, data, model, evaluation("test"))
+    return _finish(run_, data, model, evaluation("test"), log)
 
 
-def _finish(run, data, model, test):
+def _finish(run, data, model, test, log):
     recipe = run.recipe
     labels = np.concatenate(list(test.map(lambda x, y: y).as_numpy_iterator()))
     probabilities = model.predict(test.map(lambda x, y: x), verbose=0)
@@ -521,7 +515,7 @@ def _finish(run, data, model, test):
     # optimizer belong to this run, not to whoever loads the file next.
     run.parts["body"].trainable = True
     tmp = run.dir / "model.tmp.keras"
-    keras.Model(model.inputs, model.outputs, name=model.name).save(tmp)
+    keras.Model(model.inputs[0], model.outputs[0], name=model.name).save(tmp)
     os.replace(tmp, run.dir / "model.keras")
     stages = {}
     for n in (1, 2):
@@ -548,6 +542,19 @@ def _finish(run, data, model, test):
     }
     (run.dir / "report.json").write_text(json.dumps(report, indent=2))
     shutil.rmtree(run.dir / "backup", ignore_errors=True)
+    if recipe.export is not None:
+        from kerazoo.export import export_source
+
+        target = export_source(
+            run.dir,
+            recipe.export.name,
+            recipe.export.version,
+            out=recipe.export.directory,
+            overwrite=False,
+            log=log,
+        )
+        report["export"] = str(target)
+        (run.dir / "report.json").write_text(json.dumps(report, indent=2))
     run.state["finished"] = True
     run.save()
     return report

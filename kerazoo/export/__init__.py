@@ -1,0 +1,19 @@
+"""Exports for serving: SavedModels in TensorFlow Serving's layout
+(`saved_models/NAME/VERSION/`), preprocessing in the graph, verified against the
+Keras model in a fresh process."""
+
+from kerazoo.export.saved_model import ExportError
+from kerazoo.export.saved_model import decode_images
+from kerazoo.export.saved_model import export_saved_model
+from kerazoo.export.saved_model import next_version
+from kerazoo.export.saved_model import verify_export
+from kerazoo.export.sources import export_source
+
+__all__ = [
+    "ExportError",
+    "decode_images",
+    "export_saved_model",
+    "export_source",
+    "next_version",
+    "verify_export",
+]

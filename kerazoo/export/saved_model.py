@@ -1,0 +1,355 @@
+"""SavedModels in TensorFlow Serving's layout, preprocessing inside the graph.
+
+`export_saved_model(model, "saved_models/digits")` writes
+`saved_models/digits/1/` (then 2, 3, ...), the layout TensorFlow Serving watches,
+with three signatures:
+
+- `serving_default`: float32 images `[batch, H, W, 3]`, raw 0-255;
+- `serving_uint8`: the same as uint8;
+- `serving_bytes`: a `[batch]` string tensor of encoded JPEG/PNG files, decoded,
+  centrally cropped and resized in the graph.
+
+Each returns `probabilities` `[batch, classes]`, `class_index` `[batch]` (int64)
+and, when the model has class names, `class_name` `[batch]` (string). The batch
+dimension is dynamic. A version is written to a temporary folder and renamed when
+complete, so TensorFlow Serving never sees a partial one, and an interrupted
+export leaves no version behind. `assets/model_card.json` describes the model.
+"""
+
+import json
+import os
+import pathlib
+import shutil
+import tempfile
+
+import keras
+import numpy as np
+
+CARD = "model_card.json"
+
+
+class ExportError(RuntimeError):
+    """An export that cannot be written or does not match its Keras model."""
+
+
+def _unregistered_layers(model):
+    """Layers whose class Keras could not find again when loading the model."""
+    bad = []
+    for layer in model._flatten_layers(include_self=False, recursive=True):
+        cls = type(layer)
+        if cls.__module__.startswith("keras."):
+            continue
+        name = keras.saving.get_registered_name(cls)
+        if keras.saving.get_registered_object(name) is not cls:
+            bad.append(f"{layer.name} ({cls.__module__}.{cls.__qualname__})")
+    return bad
+
+
+def next_version(directory):
+    """The next integer version under `directory` (1 when there is none)."""
+    directory = pathlib.Path(directory)
+    versions = [
+        int(p.name) for p in directory.glob("*") if p.is_dir() and p.name.isdigit()
+    ]
+    return max(versions, default=0) + 1
+
+
+def _prediction(model, images, class_names):
+    import tensorflow as tf
+
+    probabilities = model(images, training=False)
+    if isinstance(probabilities, (list, tuple)):
+        probabilities = probabilities[0]
+    probabilities = tf.cast(probabilities, "float32")
+    index = tf.argmax(probabilities, axis=-1)
+    out = {"probabilities": probabilities, "class_index": index}
+    if class_names:
+        out["class_name"] = tf.gather(tf.constant(class_names), index)
+    return out
+
+
+def decode_images(encoded, size, crop_fraction=1.0):
+    """Encoded JPEG/PNG strings `[batch]` -> float32 images `[batch, H, W, 3]`:
+    decode to RGB, keep the central `crop_fraction` of the shorter side, resize
+    bilinearly (antialiased) to `size`, values 0-255."""
+    import tensorflow as tf
+
+    height, width = size
+
+    def one(data):
+        image = tf.io.decode_image(data, channels=3, expand_animations=False)
+        image = tf.cast(image, "float32")
+        shape = tf.shape(image)
+        side = tf.cast(
+            tf.round(
+                tf.cast(tf.minimum(shape[0], shape[1]), "float32") * crop_fraction
+            ),
+            "int32",
+        )
+        if crop_fraction < 1.0:
+            top = (shape[0] - side) // 2
+            left = (shape[1] - side) // 2
+            image = image[top : top + side, left : left + side]
+        image = tf.image.resize(image, (height, width), antialias=True)
+        return tf.clip_by_value(image, 0.0, 255.0)
+
+    return tf.map_fn(
+        one, encoded, fn_output_signature=tf.TensorSpec([height, width, 3], "float32")
+    )
+
+
+def export_saved_model(
+    model,
+    directory,
+    version=None,
+    *,
+    class_names=None,
+    card=None,
+    crop_fraction=1.0,
+    overwrite=False,
+    verify=True,
+    log=print,
+):
+    """Exports a classifier for TensorFlow Serving.
+
+    Args:
+        model: A Keras classifier taking raw 0-255 RGB images (every kerazoo
+            model does: its preprocessing is its first layer).
+        directory: `saved_models/NAME`; the version goes under it.
+        version: Integer version; default: the next free one.
+        class_names: One name per class; adds the `class_name` output.
+        card: Extra fields for `assets/model_card.json` (weights source,
+            training recipe, metrics...).
+        crop_fraction: Central crop of `serving_bytes` before resizing (1.0 for
+            models fine-tuned on whole resized images, 0.875 for ImageNet
+            weights evaluated the usual way).
+        overwrite: Replace an existing version instead of refusing.
+        verify: Reload the export in a fresh Python process that does not
+            import kerazoo and compare it with `model` (`verify_export`).
+        log: Where progress lines go.
+
+    Returns:
+        The path of the version folder.
+    """
+    import tensorflow as tf
+
+    if keras.backend.backend() != "tensorflow":
+        raise ExportError(
+            "SavedModel export needs the TensorFlow backend (KERAS_BACKEND="
+            f"tensorflow); this process uses {keras.backend.backend()!r}"
+        )
+    shape = tuple(model.inputs[0].shape[1:])
+    if len(shape) != 3 or shape[-1] != 3 or None in shape[:2]:
+        raise ExportError(
+            "export needs a model with a fixed image input (height, width, 3); "
+            f"got input shape {shape}"
+        )
+    unregistered = _unregistered_layers(model)
+    if unregistered:
+        raise ExportError(
+            "these layers are not registered for serialization, so the exported "
+            "model card cannot describe them and the model cannot be reloaded: "
+            + ", ".join(unregistered)
+            + ". Decorate their classes with "
+            "@keras.saving.register_keras_serializable(package=...)"
+        )
+    classes = int(
+        _prediction(model, np.zeros((1, *shape), "float32"), None)[
+            "probabilities"
+        ].shape[-1]
+    )
+    if class_names is not None:
+        class_names = [str(c) for c in class_names]
+        if len(class_names) != classes:
+            raise ExportError(
+                f"{len(class_names)} class names for a model with {classes} outputs"
+            )
+    directory = pathlib.Path(directory)
+    version = next_version(directory) if version is None else int(version)
+    if version < 1:
+        raise ExportError(f"a version is a positive integer, got {version}")
+    target = directory / str(version)
+    if target.exists() and not overwrite:
+        raise ExportError(
+            f"{target} already exists; pass overwrite=True (--overwrite) to replace "
+            "it, or another version"
+        )
+    height, width = shape[:2]
+
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    float_spec = tf.TensorSpec([None, height, width, 3], tf.float32, name="images")
+    archive.add_endpoint(
+        "serving_default",
+        lambda images: _prediction(model, images, class_names),
+        input_signature=[float_spec],
+    )
+    archive.add_endpoint(
+        "serving_uint8",
+        lambda images: _prediction(model, tf.cast(images, "float32"), class_names),
+        input_signature=[
+            tf.TensorSpec([None, height, width, 3], tf.uint8, name="images")
+        ],
+    )
+    archive.add_endpoint(
+        "serving_bytes",
+        lambda encoded: _prediction(
+            model, decode_images(encoded, (height, width), crop_fraction), class_names
+        ),
+        input_signature=[tf.TensorSpec([None], tf.string, name="encoded")],
+    )
+
+    directory.mkdir(parents=True, exist_ok=True)
+    tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".tmp-{version}-", dir=directory))
+    try:
+        archive.write_out(str(tmp), verbose=False)
+        info = {
+            "name": directory.name,
+            "version": version,
+            "architecture": model.name,
+            "input_size": [height, width],
+            "input": "RGB images, raw 0-255, channels last",
+            "preprocessing": "inside the model (its first layer)",
+            "classes": classes,
+            "class_names": class_names,
+            "crop_fraction": crop_fraction,
+            "signatures": ["serving_default", "serving_uint8", "serving_bytes"],
+            "parameters": int(model.count_params()),
+            "keras": keras.__version__,
+            "tensorflow": tf.__version__,
+            **(card or {}),
+        }
+        (tmp / "assets").mkdir(exist_ok=True)
+        (tmp / "assets" / CARD).write_text(json.dumps(info, indent=2))
+        if verify:
+            verify_export(tmp, model, log=log)
+        if target.exists():
+            old = directory / f".old-{version}"
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(target, old)
+            os.replace(tmp, target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    log(f"exported {target}")
+    log(
+        "serve it with: docker run -p 8501:8501 "
+        f"-v {directory.resolve()}:/models/{directory.name} "
+        f"-e MODEL_NAME={directory.name} tensorflow/serving"
+    )
+    return target
+
+
+_CHILD = r"""
+import json, sys
+import numpy as np
+import tensorflow as tf
+path, data = sys.argv[1], np.load(sys.argv[2])
+loaded = tf.saved_model.load(path)
+report = {"kerazoo_imported": any(m.startswith("kerazoo") for m in sys.modules)}
+signatures = {}
+def spec(specs):
+    return {k: [v.dtype.name, v.shape.as_list()] for k, v in specs.items()}
+for name, fn in loaded.signatures.items():
+    _, inputs = fn.structured_input_signature
+    signatures[name] = {"inputs": spec(inputs), "outputs": spec(fn.structured_outputs)}
+report["signatures"] = signatures
+outputs = {}
+for key in data.files:
+    kind, batch = key.split("_")
+    fn = loaded.signatures["serving_uint8" if kind == "uint8" else "serving_default"]
+    result = fn(images=tf.constant(data[key]))
+    outputs[key] = result["probabilities"].numpy()
+np.savez(sys.argv[3], **outputs)
+print(json.dumps(report))
+"""
+
+
+def verify_export(path, model=None, batch_sizes=(1, 7, 32), atol=1e-5, log=print):
+    """Reloads a SavedModel with `tf.saved_model.load` in a fresh Python process
+    that does not import kerazoo, checks its signatures, and (given the Keras
+    model) compares `probabilities` at each batch size.
+
+    Returns:
+        A dict: `signatures` (names -> input/output dtypes and shapes) and
+        `max_abs_diff` per batch size.
+
+    Raises:
+        ExportError: a missing signature, a wrong dtype or shape, a difference
+            above `atol`, or a process that cannot load the export.
+    """
+    import subprocess
+    import sys
+
+    path = pathlib.Path(path)
+    card = json.loads((path / "assets" / CARD).read_text())
+    height, width = card["input_size"]
+    classes = card["classes"]
+    rng = np.random.default_rng(0)
+    inputs = {}
+    for batch in batch_sizes:
+        inputs[f"float_{batch}"] = rng.uniform(
+            0, 255, (batch, height, width, 3)
+        ).astype("float32")
+    inputs[f"uint8_{batch_sizes[0]}"] = rng.integers(
+        0, 256, (batch_sizes[0], height, width, 3), dtype=np.uint8
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        data, out = pathlib.Path(tmp) / "in.npz", pathlib.Path(tmp) / "out.npz"
+        np.savez(data, **inputs)
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+        env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        result = subprocess.run(
+            [sys.executable, "-c", _CHILD, str(path), str(data), str(out)],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=tmp,
+        )
+        if result.returncode != 0:
+            raise ExportError(
+                f"{path} does not load with tf.saved_model.load:\n"
+                + result.stderr[-3000:]
+            )
+        report = json.loads(result.stdout.strip().splitlines()[-1])
+        served = dict(np.load(out))
+    if report["kerazoo_imported"]:
+        raise ExportError("the verifying process imported kerazoo")
+    expected = {
+        "serving_default": ("float32", [None, height, width, 3]),
+        "serving_uint8": ("uint8", [None, height, width, 3]),
+        "serving_bytes": ("string", [None]),
+    }
+    for name, (dtype, shape) in expected.items():
+        signature = report["signatures"].get(name)
+        if signature is None:
+            raise ExportError(
+                f"{path} has no {name!r} signature ({', '.join(report['signatures'])})"
+            )
+        (got,) = signature["inputs"].values()
+        if got != [dtype, shape]:
+            raise ExportError(f"{name} takes {got}, expected {[dtype, shape]}")
+        probabilities = signature["outputs"]["probabilities"]
+        if probabilities != ["float32", [None, classes]]:
+            raise ExportError(f"{name} returns probabilities {probabilities}")
+    differences = {}
+    if model is not None:
+        for key, images in inputs.items():
+            reference = keras.ops.convert_to_numpy(
+                model(images.astype("float32"), training=False)
+            )
+            differences[key] = float(np.max(np.abs(reference - served[key])))
+        worst = max(differences.values())
+        if worst > atol:
+            raise ExportError(
+                f"the export differs from the Keras model by {worst:.3g} "
+                f"(> {atol:g}): {differences}"
+            )
+        log(
+            f"verified in a fresh process: signatures {', '.join(expected)}; max "
+            f"|difference| {worst:.2g} at batch sizes "
+            f"{', '.join(map(str, batch_sizes))}"
+        )
+    return {"signatures": report["signatures"], "max_abs_diff": differences}
