@@ -237,6 +237,28 @@ def _cmd_export(args):
     return 0
 
 
+def _cmd_predict(args):
+    from kerazoo.models import create_model
+    from kerazoo.pretrained.predict import imagenet_class_names
+    from kerazoo.pretrained.predict import predict_files
+
+    try:
+        model = create_model(args.model, weights=args.weights)
+        names = imagenet_class_names() if model.outputs[0].shape[-1] == 1000 else None
+        results = predict_files(
+            model, args.images, top=args.top, class_names=names, crop_fraction=args.crop
+        )
+    except (ValueError, OSError) as error:
+        print(f"kerazoo predict: error: {error}", file=sys.stderr)
+        return 1
+    for path, top in zip(args.images, results, strict=True):
+        print(path)
+        for index, name, probability in top:
+            label = f"{name}" if name else f"class {index}"
+            print(f"  {probability:7.4f}  {index:4d}  {label}")
+    return 0
+
+
 def _log(line):
     print(line, flush=True)
 
@@ -400,6 +422,22 @@ def build_parser():
         "--verify", action="store_true", help="only check the export at SOURCE"
     )
     p.set_defaults(func=_cmd_export)
+
+    p = sub.add_parser(
+        "predict",
+        help="top-5 ImageNet classes of image files with a pretrained model",
+        description=(
+            "Loads a registry model with its pretrained weights and prints the "
+            "top classes of each image (central crop of 0.875, bicubic resize to "
+            "the model's input size, as ImageNet models are evaluated)."
+        ),
+    )
+    p.add_argument("images", nargs="+", help="JPEG/PNG files")
+    p.add_argument("--model", default="efficientnet_lite0")
+    p.add_argument("--weights", default="imagenet")
+    p.add_argument("--top", type=_positive_int, default=5)
+    p.add_argument("--crop", type=float, default=0.875)
+    p.set_defaults(func=_cmd_predict)
     return parser
 
 

@@ -47,7 +47,12 @@ def load_source(source, weights="imagenet"):
 
         raise unknown_name_error("export source", source, list_models())
     model = create_model(source, weights=weights)
-    return model, None, {"source": source, "weights": weights}, 0.875
+    names = None
+    if weights == "imagenet" and model.outputs[0].shape[-1] == 1000:
+        from kerazoo.pretrained.predict import imagenet_class_names
+
+        names = imagenet_class_names()
+    return model, names, {"source": source, "weights": weights}, 0.875
 
 
 def export_source(source, name, version=None, out="saved_models", **kwargs):
