@@ -151,6 +151,7 @@ def create_model(
     dropout=None,
     classifier_activation="softmax",
     preprocessing=None,
+    reset_head=False,
     **family_options,
 ):
     """Builds a registered model: preprocessing, a `"body"`, then the head.
@@ -171,7 +172,10 @@ def create_model(
             weights in `kerazoo.pretrained.MANIFEST` (`"imagenet"`;
             `ModelInfo.weights` lists them). With a `num_classes` other than
             the weights' own, the body is loaded and the new head keeps its
-            random initialization (the usual start of fine-tuning).
+            random initialization (the usual start of fine-tuning). Or a
+            local `.keras` file (loaded with `safe_mode=True`) or `.weights.h5`
+            file of the same architecture: every weight is checked before any
+            is assigned, and a mismatch names the first one and both shapes.
         include_top: False returns the body's features: pooled by `pooling`, or
             the feature map when `pooling=None`.
         pooling: `"avg"`, `"max"`, or None (only with `include_top=False`).
@@ -179,6 +183,8 @@ def create_model(
         classifier_activation: Activation of `"predictions"` (`"softmax"`, or
             None for logits).
         preprocessing: `ImagePreprocessing` mode; default per family.
+        reset_head: With a weights file whose classifier has another number of
+            classes, keep the new (random) classifier instead of refusing.
         **family_options: Options of the family (e.g. `inception="naive"` for
             GoogLeNet).
 
@@ -197,6 +203,27 @@ def create_model(
     check_choice("pooling", pooling, ("avg", "max", None))
     if pooling is None and include_top:
         raise ValueError("`pooling=None` needs `include_top=False`.")
+    from kerazoo.pretrained.files import is_weights_path
+
+    if is_weights_path(weights):
+        from kerazoo.pretrained.files import load_weights_file
+
+        arguments = dict(
+            input_shape=input_shape,
+            include_top=include_top,
+            pooling=pooling,
+            dropout=dropout,
+            classifier_activation=classifier_activation,
+            preprocessing=preprocessing,
+            **family_options,
+        )
+        model = create_model(name, num_classes, **arguments)
+        return load_weights_file(
+            model,
+            weights,
+            lambda classes: create_model(name, classes, **arguments),
+            reset_head=reset_head,
+        )
     entry = None
     if weights is not None:
         from kerazoo.pretrained import find_weights

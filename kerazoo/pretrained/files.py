@@ -1,0 +1,122 @@
+"""Weights from a local Keras file: `create_model(name, weights="my.keras")`.
+
+A `.keras` file is loaded with `safe_mode=True` and its weights are matched to the
+model by variable path (`body/stage1/...`, `predictions/kernel`); a
+`.weights.h5` file is loaded into a twin of the model built with the same
+arguments. Either way every weight is checked before any is assigned: a
+mismatch names the first variable and both shapes, and the model keeps its own
+weights. A classifier with another number of classes than the file's keeps its
+new head only when asked (`reset_head=True`).
+"""
+
+import pathlib
+import re
+
+import keras
+import numpy as np
+
+from kerazoo.pretrained.assign import WeightMismatchError
+from kerazoo.pretrained.assign import assign_checked
+
+SUFFIXES = (".keras", ".weights.h5")
+HEAD = "predictions/"
+
+
+def is_weights_path(weights):
+    return isinstance(weights, (str, pathlib.Path)) and str(weights).endswith(SUFFIXES)
+
+
+def _values(model):
+    return {v.path: keras.ops.convert_to_numpy(v) for v in model.weights}
+
+
+def load_weights_file(model, path, build_twin, reset_head=False):
+    """Loads `path` into `model`, all or nothing.
+
+    Args:
+        model: The model to fill.
+        path: A `.keras` or `.weights.h5` file.
+        build_twin: `build_twin(num_classes)` returns a new model of the same
+            architecture (needed for `.weights.h5`, which stores no
+            architecture).
+        reset_head: Keep the model's new `predictions` layer when its shape
+            differs from the file's.
+
+    Returns:
+        `model`.
+    """
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no weights file at {path}")
+    if path.suffix == ".keras":
+        source = keras.saving.load_model(path, safe_mode=True, compile=False)
+        values = _values(source)
+    else:
+        values = _values(_twin_with_file(path, build_twin, model, reset_head))
+    pairs, missing = [], []
+    for variable in model.weights:
+        value = values.pop(variable.path, None)
+        if value is None:
+            missing.append(variable.path)
+            continue
+        if (
+            reset_head
+            and variable.path.startswith(HEAD)
+            and tuple(value.shape) != tuple(variable.shape)
+        ):
+            continue
+        pairs.append((variable, np.asarray(value)))
+    if missing:
+        raise WeightMismatchError(
+            f"{path} has no weight for {missing[0]} (and {len(missing) - 1} more) "
+            "of this model; is it the same architecture? Nothing was loaded."
+        )
+    try:
+        assign_checked(pairs)
+    except WeightMismatchError as error:
+        hint = (
+            " For a new number of classes pass reset_head=True."
+            if HEAD in str(error)
+            else ""
+        )
+        raise WeightMismatchError(f"{path}: {error}{hint}") from None
+    return model
+
+
+def _file_classes(path):
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        layers = f.get("layers")
+        if layers is None or "dense" not in layers:
+            return None
+        bias = layers["dense"].get("vars/1")
+        return None if bias is None else int(bias.shape[0])
+
+
+def _twin_with_file(path, build_twin, model, reset_head):
+    classes = int(model.outputs[0].shape[-1])
+    if reset_head:
+        classes = _file_classes(path) or classes
+    twin = build_twin(classes)
+    try:
+        twin.load_weights(path)
+    except (ValueError, KeyError) as error:
+        text = str(error)
+        shapes = re.search(
+            r"variable\.shape=(\([^)]*\)), Received: value\.shape=(\([^)]*\))", text
+        )
+        where = re.search(r"path=([\w/.\-]+)", text)
+        if shapes and where:
+            detail = (
+                f"shape mismatch at {where.group(1)}: the model has "
+                f"{shapes.group(1)}, the file {shapes.group(2)}"
+            )
+            if where.group(1).startswith(HEAD):
+                detail += ". For a new number of classes pass reset_head=True"
+        else:
+            detail = text.split("\n\n")[-1].split("\n")[0][:300]
+        raise WeightMismatchError(
+            f"{path} does not fit this model ({detail}). Nothing was loaded."
+        ) from None
+    return twin
