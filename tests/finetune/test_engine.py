@@ -269,3 +269,18 @@ def test_tfds_recipes_run_on_mock_data(tmp_path, name):
         report = run(r, log=lambda line: None)
     assert report["test_images"] == 16
     assert len(report["data"]["classes"]) == {"tf": 5, "ci": 10}[name[:2]]
+
+
+def test_early_stopping_and_tensorboard_when_asked(tmp_path):
+    r = recipe(
+        tmp_path,
+        "stage2.epochs=0",
+        "stage1.epochs=8",
+        "stage1.optimizer.learning_rate=1e-9",
+        "stage1.early_stopping={monitor: val_accuracy, patience: 1}",
+        "tensorboard=true",
+    )
+    report = run(r, log=lambda line: None)
+    # A negligible learning rate leaves val_accuracy as it is: stopped after 2.
+    assert report["stage1"]["epochs"] == 2
+    assert list((tmp_path / "run" / "logs" / "stage1").rglob("events.out.tfevents*"))
