@@ -19,6 +19,7 @@ MODES = {
     "lite": (False, (1 / 128,) * 3, (-127 / 128,) * 3),
     "unit": (False, (1 / 255,) * 3, (0.0,) * 3),
     "none": (False, (1.0,) * 3, (0.0,) * 3),
+    "custom": None,  # per-channel scale and offset given to the layer
 }
 
 
@@ -35,20 +36,45 @@ class ImagePreprocessing(keras.layers.Layer):
     - `"tf"`: `x / 127.5 - 1`, to [-1, 1];
     - `"lite"`: `(x - 127) / 128` (EfficientNet-Lite's official weights);
     - `"unit"`: `x / 255`, to [0, 1];
-    - `"none"`: unchanged.
+    - `"none"`: unchanged;
+    - `"custom"`: `x * scale + offset` with the given per-channel `scale` and
+      `offset` (e.g. what a ported model's own normalization layers computed).
 
     Being a layer of the model, it is saved and exported with it, so serving
     needs no outside code.
 
     Args:
         mode: One of the modes above.
+        scale: Three per-channel factors (`"custom"` only).
+        offset: Three per-channel offsets (`"custom"` only).
         **kwargs: Base layer arguments.
     """
 
-    def __init__(self, mode="torch", **kwargs):
+    def __init__(self, mode="torch", scale=None, offset=None, **kwargs):
         super().__init__(**kwargs)
         self.mode = check_choice("mode", mode, tuple(MODES))
-        self.flip, self.scale, self.offset = MODES[mode]
+        if mode == "custom":
+            self.set_affine(scale, offset)
+        elif scale is not None or offset is not None:
+            raise ValueError(
+                f"`scale` and `offset` go with mode='custom'. Received: mode={mode!r}"
+            )
+        else:
+            self.flip, self.scale, self.offset = MODES[mode]
+
+    def set_affine(self, scale, offset):
+        """Switches to `"custom"`: `x * scale + offset`, per channel."""
+        values = []
+        for name, value in (("scale", scale), ("offset", offset)):
+            value = tuple(float(v) for v in (value if value is not None else ()))
+            if len(value) != 3:
+                raise ValueError(
+                    f"`{name}` must have 3 values (RGB). Received: {name}={value}"
+                )
+            values.append(value)
+        self.mode = "custom"
+        self.flip = False
+        self.scale, self.offset = values
 
     def call(self, inputs):
         x = ops.cast(inputs, self.compute_dtype)
@@ -62,4 +88,7 @@ class ImagePreprocessing(keras.layers.Layer):
         return tuple(input_shape)
 
     def get_config(self):
-        return {**super().get_config(), "mode": self.mode}
+        config = {**super().get_config(), "mode": self.mode}
+        if self.mode == "custom":
+            config.update(scale=list(self.scale), offset=list(self.offset))
+        return config

@@ -1,6 +1,8 @@
 """Porting keras.applications models (and their ImageNet weights) into kerazoo's
 own architectures."""
 
+import re
+
 import numpy as np
 
 from kerazoo.pretrained.assign import WeightMismatchError
@@ -107,17 +109,102 @@ def _densenet_pairs(model, source, blocks):
     return pairs
 
 
+_EFFICIENTNETS = tuple(f"efficientnet_b{i}" for i in range(8))
+
+
+def _affine_of_preprocessing(keras_model):
+    """The per-channel `x * scale + offset` that the source's Rescaling and
+    Normalization layers (before its first convolution) compute together."""
+    import keras
+
+    scale, offset = np.ones(3), np.zeros(3)
+    for layer in keras_model.layers:
+        if isinstance(layer, keras.layers.Rescaling):
+            factor = np.broadcast_to(np.asarray(layer.scale, "float64"), (3,))
+            shift = np.broadcast_to(np.asarray(layer.offset, "float64"), (3,))
+            scale, offset = scale * factor, offset * factor + shift
+        elif isinstance(layer, keras.layers.Normalization):
+            # An adapted (or loaded) layer keeps its statistics in variables.
+            mean = getattr(layer, "adapt_mean", None)
+            variance = getattr(layer, "adapt_variance", None)
+            if mean is None:
+                mean, variance = layer.mean, layer.variance
+            mean = np.asarray(keras.ops.convert_to_numpy(mean), "float64").reshape(-1)
+            variance = keras.ops.convert_to_numpy(variance).astype("float64")
+            std = np.maximum(np.sqrt(variance.reshape(-1)), keras.config.epsilon())
+            scale, offset = scale / std, (offset - mean) / std
+        elif isinstance(layer, (keras.layers.Conv2D, keras.layers.ZeroPadding2D)):
+            break
+    return scale, offset
+
+
+def _efficientnet_pairs(model, source):
+    body = model.get_layer("body")
+    stem, top = body.get_layer("stem"), body.get_layer("top")
+    pairs = _conv_pairs(
+        stem.get_layer("conv"),
+        stem.get_layer("conv_bn"),
+        source.get_layer("stem_conv"),
+        source.get_layer("stem_bn"),
+    )
+    prefixes = []
+    for layer in source.layers:
+        match = re.match(r"(block\d+[a-z]+_)", layer.name)
+        if match and match.group(1) not in prefixes:
+            prefixes.append(match.group(1))
+    blocks = [
+        block
+        for stage in body.layers
+        if stage.name.startswith("stage")
+        for block in stage.layers
+        if block.name.startswith("block")
+    ]
+    if len(prefixes) != len(blocks):
+        raise ValueError(f"{len(prefixes)} MBConv blocks, kerazoo has {len(blocks)}")
+    for block, prefix in zip(blocks, prefixes, strict=True):
+
+        def get(suffix, prefix=prefix):
+            return source.get_layer(prefix + suffix)
+
+        if block.expand is not None:
+            pairs += _conv_pairs(
+                block.expand, block.expand_norm, get("expand_conv"), get("expand_bn")
+            )
+        pairs.append((block.depthwise.kernel, get("dwconv").kernel.numpy()))
+        pairs += _bn_pairs(block.depthwise_norm, get("bn"))
+        if block.se is not None:
+            for ours, theirs in (
+                (block.se.reduce, "se_reduce"),
+                (block.se.expand, "se_expand"),
+            ):
+                pairs.append((ours.kernel, get(theirs).kernel.numpy()))
+                pairs.append((ours.bias, get(theirs).bias.numpy()))
+        pairs += _conv_pairs(
+            block.project, block.project_norm, get("project_conv"), get("project_bn")
+        )
+    pairs += _conv_pairs(
+        top.get_layer("conv"),
+        top.get_layer("conv_bn"),
+        source.get_layer("top_conv"),
+        source.get_layer("top_bn"),
+    )
+    return pairs
+
+
 def from_keras_application(keras_model, name):
     """The kerazoo model `name` computing the same function as `keras_model`.
 
-    Supports `keras.applications` ResNet50/101/152 (`"resnet50"` ...) and
-    DenseNet121/169/201 (`"densenet121"` ...), with or without their
-    classifier. The kerazoo model is built to match: the original bottleneck
-    (`stride_on="1x1"`), Keras's batch-norm epsilon (1.001e-5), the same
+    Supports `keras.applications` ResNet50/101/152 (`"resnet50"` ...),
+    DenseNet121/169/201 (`"densenet121"` ...) and EfficientNetB0-B7
+    (`"efficientnet_b0"` ...), with or without their classifier. The kerazoo
+    model is built to match: the original bottleneck (`stride_on="1x1"`),
+    Keras's batch-norm epsilon (1.001e-5), the same
     preprocessing inside the model ("caffe" for ResNet, "torch" for DenseNet:
-    what `keras.applications.*.preprocess_input` does), and the source's input
-    size and classes. ResNet's convolution biases are folded into the batch
-    norms that follow them (kerazoo's convolutions have none).
+    what `keras.applications.*.preprocess_input` does; for EfficientNet, whose
+    Rescaling and Normalization layers are part of the model, the affine map
+    they compute together), and the source's input size and classes.
+    ResNet's convolution biases are folded into the batch norms that follow
+    them (kerazoo's convolutions have none).
 
     Args:
         keras_model: A `keras.applications.ResNet50(...)`-style model, with
@@ -140,8 +227,10 @@ def from_keras_application(keras_model, name):
         options = {"stride_on": "1x1", "norm_epsilon": 1.001e-5}
     elif name in _DENSENET_BLOCKS:
         options = {"norm_epsilon": 1.001e-5}
+    elif name in _EFFICIENTNETS:
+        options = {}
     else:
-        supported = ", ".join([*_RESNET_DEPTHS, *_DENSENET_BLOCKS])
+        supported = ", ".join([*_RESNET_DEPTHS, *_DENSENET_BLOCKS, *_EFFICIENTNETS])
         raise ValueError(f"Cannot port {name!r}; supported: {supported}.")
     names = {layer.name for layer in keras_model.layers}
     head = keras_model.get_layer("predictions") if "predictions" in names else None
@@ -167,6 +256,11 @@ def from_keras_application(keras_model, name):
     try:
         if name in _RESNET_DEPTHS:
             pairs = _resnet_pairs(model, keras_model, _RESNET_DEPTHS[name])
+        elif name in _EFFICIENTNETS:
+            pairs = _efficientnet_pairs(model, keras_model)
+            model.get_layer("preprocessing").set_affine(
+                *_affine_of_preprocessing(keras_model)
+            )
         else:
             pairs = _densenet_pairs(model, keras_model, _DENSENET_BLOCKS[name])
     except ValueError as error:

@@ -55,3 +55,27 @@ def test_port_refuses_the_wrong_architecture():
         from_keras_application(source, "resnet50")
     with pytest.raises(ValueError, match="supported: resnet50"):
         from_keras_application(source, "googlenet")
+
+
+def test_efficientnet_port_reproduces_its_normalization_layers(tmp_path):
+    rng = np.random.default_rng(1)
+    source = keras.applications.EfficientNetB0(
+        weights=None, input_shape=(64, 64, 3), classes=10, classifier_activation=None
+    )
+    _perturb(source, rng)
+    for layer in source.layers:
+        if isinstance(layer, keras.layers.Conv2D) and layer.use_bias:  # SE convs
+            layer.bias.assign(rng.normal(0, 0.1, layer.bias.shape))
+        if isinstance(layer, keras.layers.Normalization):  # ImageNet's statistics
+            layer.adapt_mean.assign([0.485, 0.456, 0.406])
+            layer.adapt_variance.assign([0.052, 0.05, 0.05])
+            layer.finalize_state()
+    model = from_keras_application(source, "efficientnet_b0")
+    assert model.get_layer("preprocessing").mode == "custom"
+    x = rng.uniform(0, 255, (3, 64, 64, 3)).astype("float32")
+    expected = source.predict(x, verbose=0)
+    got = model.predict(x, verbose=0)
+    np.testing.assert_allclose(got, expected, atol=1e-4 * np.abs(expected).max())
+    model.save(tmp_path / "b0.keras")
+    reloaded = keras.saving.load_model(tmp_path / "b0.keras", safe_mode=True)
+    np.testing.assert_array_equal(reloaded.predict(x, verbose=0), got)
