@@ -259,6 +259,30 @@ def _cmd_predict(args):
     return 0
 
 
+def _cmd_tune(args):
+    from kerazoo.recipes import RecipeError
+    from kerazoo.recipes import load_recipe
+
+    try:
+        recipe = load_recipe(args.recipe, args.set)
+    except RecipeError as error:
+        print(f"kerazoo tune: error: {error}", file=sys.stderr)
+        return 2
+    from kerazoo.tuning import search
+
+    print(
+        f"kerazoo {kerazoo.__version__} tune {args.recipe} -> "
+        f"{recipe.output_dir}/search (backend {_backend()})",
+        flush=True,
+    )
+    try:
+        search(recipe, log=_log)
+    except (ValueError, FileNotFoundError) as error:
+        print(f"kerazoo tune: error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def _log(line):
     print(line, flush=True)
 
@@ -438,6 +462,24 @@ def build_parser():
     p.add_argument("--top", type=_positive_int, default=5)
     p.add_argument("--crop", type=float, default=0.875)
     p.set_defaults(func=_cmd_predict)
+
+    p = sub.add_parser(
+        "tune",
+        help="keras-tuner search of the head's initializer and optimizer",
+        description=(
+            "Searches the recipe's `search` space (initializers, optimizers and "
+            "their hyperparameters, batch sizes) on the frozen body's cached "
+            "features; rerunning the same command resumes the search."
+        ),
+    )
+    p.add_argument("recipe", help="a recipe with a `search` section")
+    p.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY.PATH=VALUE",
+        help="override a recipe field, e.g. --set search.max_trials=20",
+    )
+    p.set_defaults(func=_cmd_tune)
     return parser
 
 

@@ -240,6 +240,36 @@ class Export(_Strict):
     directory: str = "saved_models"
 
 
+class LearningRateRange(_Strict):
+    min: float = Field(1e-4, gt=0)
+    max: float = Field(1e-1, gt=0)
+
+    @model_validator(mode="after")
+    def _ordered(self):
+        if self.min >= self.max:
+            raise ValueError(f"min ({self.min}) must be below max ({self.max})")
+        return self
+
+
+class Search(_Strict):
+    """keras-tuner search of the new head's initializer and optimizer
+    (`kerazoo tune RECIPE`), trained as stage 1 is."""
+
+    oracle: typing.Literal["random", "bayesian", "hyperband"] = "random"
+    objective: typing.Literal["val_accuracy", "val_loss"] = "val_accuracy"
+    max_trials: int = Field(10, ge=1)
+    executions_per_trial: int = Field(1, ge=1)
+    epochs: int = Field(10, ge=1, description="Epochs per trial (hyperband: max).")
+    initializers: list[typing.Literal[INITIALIZERS]] = Field(
+        default_factory=lambda: list(INITIALIZERS), min_length=1
+    )
+    optimizers: list[typing.Literal[OPTIMIZERS]] = Field(
+        default_factory=lambda: list(OPTIMIZERS), min_length=1
+    )
+    learning_rate: LearningRateRange = LearningRateRange()
+    batch_sizes: list[int] | None = None
+
+
 class Debug(_Strict):
     """Testing aids: fault injection."""
 
@@ -266,6 +296,7 @@ class Recipe(_Strict):
     output_dir: str = "runs/run"
     tensorboard: bool = False
     export: Export | None = None
+    search: Search | None = None
     debug: Debug = Debug()
 
     @field_validator("distribution")
@@ -286,7 +317,14 @@ class Recipe(_Strict):
 
     def fingerprint(
         self,
-        ignore=("output_dir", "export", "tensorboard", "debug", "distribution"),
+        ignore=(
+            "output_dir",
+            "export",
+            "tensorboard",
+            "debug",
+            "distribution",
+            "search",
+        ),
     ):
         """sha256 of what decides the training (not where it is written)."""
         data = {k: v for k, v in self.to_dict().items() if k not in ignore}

@@ -1,0 +1,319 @@
+"""Which initializer and optimizer suit this model and data? A keras-tuner search.
+
+The recipe's `search` section bounds the space: the new head's initializer, the
+optimizer family with its conditional hyperparameters (learning rate
+log-uniform; momentum for momentum/nesterov; rho for rmsprop; beta_1 and beta_2
+for adam/adamw), and optionally the batch size. Each trial trains the head on
+the frozen body's cached features, as stage 1 of `kerazoo finetune` does, so a
+trial takes seconds. The search directory (`output_dir/search`) holds the
+oracle's state: rerunning the same command after a crash finishes the remaining
+trials without redoing completed ones.
+"""
+
+import csv
+import json
+import pathlib
+import time
+
+import keras
+
+SEARCH_DIR = "search"
+
+
+class SearchHyperModel:
+    """Builds a keras-tuner HyperModel from a recipe's `search` section."""
+
+    def __init__(self, recipe, feature_dim, num_classes):
+        import keras_tuner
+
+        self.recipe = recipe
+        self.space = recipe.search
+        self.feature_dim = feature_dim
+        self.num_classes = num_classes
+        outer = self
+
+        class _HyperModel(keras_tuner.HyperModel):
+            def build(self, hp):
+                return outer.build(hp)
+
+            def fit(self, hp, model, *args, **kwargs):
+                return outer.fit(hp, model, *args, **kwargs)
+
+        self.hypermodel = _HyperModel(name=f"{recipe.name}_search")
+
+    def optimizer(self, hp):
+        from kerazoo import optimizers
+
+        space = self.space
+        name = hp.Choice("optimizer", space.optimizers)
+        config = {
+            "name": name,
+            "learning_rate": hp.Float(
+                f"learning_rate_{name}",
+                space.learning_rate.min,
+                space.learning_rate.max,
+                sampling="log",
+                parent_name="optimizer",
+                parent_values=[name],
+            ),
+        }
+        if name in ("momentum", "nesterov"):
+            config["momentum"] = hp.Float(
+                "momentum", 0.8, 0.99, parent_name="optimizer", parent_values=[name]
+            )
+        if name == "rmsprop":
+            config["rho"] = hp.Float(
+                "rho", 0.8, 0.99, parent_name="optimizer", parent_values=[name]
+            )
+        if name in ("adam", "adamw"):
+            config["beta_1"] = hp.Float(
+                f"beta_1_{name}",
+                0.8,
+                0.95,
+                parent_name="optimizer",
+                parent_values=[name],
+            )
+            config["beta_2"] = hp.Choice(
+                f"beta_2_{name}",
+                [0.99, 0.999],
+                parent_name="optimizer",
+                parent_values=[name],
+            )
+        return optimizers.get(config)
+
+    def build(self, hp):
+        from kerazoo import initializers
+
+        initializer = hp.Choice("initializer", self.space.initializers)
+        inputs = keras.Input((self.feature_dim,), name="features")
+        x = keras.layers.Dropout(self.recipe.head.dropout, seed=self.recipe.seed)(
+            inputs
+        )
+        outputs = keras.layers.Dense(
+            self.num_classes,
+            activation="softmax",
+            kernel_initializer=initializers.get(initializer),
+            name="predictions",
+        )(x)
+        model = keras.Model(inputs, outputs, name="head")
+        model.compile(
+            optimizer=self.optimizer(hp),
+            loss="sparse_categorical_crossentropy",
+            metrics=["accuracy"],
+        )
+        return model
+
+    def fit(self, hp, model, x, y, validation_data=None, **kwargs):
+        if self.space.batch_sizes:
+            batch_size = hp.Choice("batch_size", self.space.batch_sizes)
+        else:
+            batch_size = self.recipe.stage1.batch_size or 32
+        kwargs.pop("batch_size", None)
+        return model.fit(
+            x, y, batch_size=batch_size, validation_data=validation_data, **kwargs
+        )
+
+
+def _tuner(recipe, hypermodel, directory):
+    import keras_tuner
+
+    space = recipe.search
+    objective = keras_tuner.Objective(
+        space.objective, "min" if "loss" in space.objective else "max"
+    )
+    common = dict(
+        objective=objective,
+        executions_per_trial=space.executions_per_trial,
+        seed=recipe.seed,
+        directory=str(directory.parent),
+        project_name=directory.name,
+        overwrite=False,
+    )
+    if space.oracle == "random":
+        return keras_tuner.RandomSearch(
+            hypermodel, max_trials=space.max_trials, **common
+        )
+    if space.oracle == "bayesian":
+        return keras_tuner.BayesianOptimization(
+            hypermodel, max_trials=space.max_trials, **common
+        )
+    return keras_tuner.Hyperband(
+        hypermodel, max_epochs=space.epochs, max_consecutive_failed_trials=3, **common
+    )
+
+
+def _features(recipe, data):
+    from kerazoo.data.pipeline import image_pipeline
+    from kerazoo.finetune.engine import _features
+    from kerazoo.finetune.engine import build
+
+    parts = build(recipe, data.num_classes)
+    size = recipe.model.image_size
+    out = {
+        split: _features(parts, image_pipeline(data, split, size, 64, cache=False))
+        for split in ("train", "validation")
+    }
+    dim = out["train"][0].shape[-1]
+    del parts
+    keras.utils.clear_session()
+    return out, dim
+
+
+def results_table(tuner):
+    """Completed trials, best first: dicts of trial id, objective, values."""
+    rows = []
+    for trial in tuner.oracle.trials.values():
+        if trial.status != "COMPLETED" or trial.score is None:
+            continue
+        values = dict(trial.hyperparameters.values)
+        optimizer = values.get("optimizer")
+        rows.append(
+            {
+                "trial": trial.trial_id,
+                "objective": float(trial.score),
+                "initializer": values.get("initializer"),
+                "optimizer": optimizer,
+                "learning_rate": values.get(f"learning_rate_{optimizer}"),
+                "batch_size": values.get("batch_size"),
+                "other": {
+                    k: v
+                    for k, v in values.items()
+                    if k not in ("initializer", "optimizer", "batch_size")
+                    and not k.startswith("learning_rate")
+                    and not k.startswith("tuner/")
+                },
+            }
+        )
+    reverse = "loss" not in tuner.oracle.objective.name
+    return sorted(rows, key=lambda r: r["objective"], reverse=reverse)
+
+
+def _plot(rows, path, objective):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    for ax, key in zip(axes, ("optimizer", "initializer"), strict=True):
+        names = sorted({r[key] for r in rows})
+        for i, name in enumerate(names):
+            scores = [r["objective"] for r in rows if r[key] == name]
+            ax.scatter([i] * len(scores), scores, alpha=0.7)
+        ax.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=8)
+        ax.set_ylabel(objective)
+        ax.set_title(f"{objective} by {key}")
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
+def search(recipe, log=print):
+    """Runs (or resumes) the recipe's search.
+
+    Returns:
+        The ranked results (`results_table`), also written to
+        `output_dir/results.csv`, `results.json` and `results.png`.
+    """
+    from kerazoo.data import load_data
+
+    if recipe.search is None:
+        raise ValueError(
+            "the recipe has no `search` section (oracle, max_trials, initializers, "
+            "optimizers, learning_rate, ...)"
+        )
+    out = pathlib.Path(recipe.output_dir)
+    directory = out / SEARCH_DIR
+    out.mkdir(parents=True, exist_ok=True)
+    keras.utils.set_random_seed(recipe.seed)
+    data = load_data(
+        recipe.data.uri,
+        seed=recipe.seed,
+        data_dir=recipe.data.data_dir,
+        download=recipe.data.download,
+    )
+    log(f"data: {data.summary()}")
+    start = time.perf_counter()
+    features, dim = _features(recipe, data)
+    log(
+        f"body features ({recipe.model.name}, {dim} per image) computed in "
+        f"{time.perf_counter() - start:.1f} s"
+    )
+    model = SearchHyperModel(recipe, dim, data.num_classes)
+    tuner = _tuner(recipe, model.hypermodel, directory)
+    done = sum(t.status == "COMPLETED" for t in tuner.oracle.trials.values())
+    if done:
+        log(f"resuming the search in {directory}: {done} trials already completed")
+    space = recipe.search
+    log(
+        f"search: {space.oracle}, {space.max_trials} trials, {space.epochs} epochs "
+        f"each, objective {space.objective}"
+    )
+    x, y = features["train"]
+    tuner.search(
+        x,
+        y,
+        epochs=space.epochs,
+        validation_data=features["validation"],
+        verbose=0,
+        callbacks=[keras.callbacks.TerminateOnNaN()],
+    )
+    rows = results_table(tuner)
+    _write(rows, out, space.objective)
+    _print(rows, space.objective, log)
+    return rows
+
+
+def _write(rows, out, objective):
+    with (out / "results.csv").open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(
+            [
+                "rank",
+                "trial",
+                objective,
+                "initializer",
+                "optimizer",
+                "learning_rate",
+                "batch_size",
+                "other",
+            ]
+        )
+        for rank, r in enumerate(rows, start=1):
+            writer.writerow(
+                [
+                    rank,
+                    r["trial"],
+                    r["objective"],
+                    r["initializer"],
+                    r["optimizer"],
+                    r["learning_rate"],
+                    r["batch_size"],
+                    json.dumps(r["other"]),
+                ]
+            )
+    (out / "results.json").write_text(json.dumps(rows, indent=2))
+    if rows:
+        _plot(rows, out / "results.png", objective)
+
+
+def _print(rows, objective, log):
+    log(
+        f"{'rank':>4}  {'trial':>5}  {objective:>12}  {'initializer':<14}  "
+        f"{'optimizer':<9}  {'learning rate':>13}"
+    )
+    for rank, r in enumerate(rows, start=1):
+        lr = r["learning_rate"]
+        log(
+            f"{rank:>4}  {r['trial']:>5}  {r['objective']:>12.4f}  "
+            f"{r['initializer']:<14}  {r['optimizer']:<9}  "
+            f"{(f'{lr:.3g}' if lr is not None else '-'):>13}"
+        )
+    if rows:
+        best = rows[0]
+        log(
+            f"best: {best['optimizer']} (lr {best['learning_rate']:.3g}) with "
+            f"{best['initializer']}, {objective} {best['objective']:.4f}"
+        )
+    log(f"{len(rows)} completed trials; ranks also in results.csv and results.png")
