@@ -270,6 +270,12 @@ def _cmd_tune(args):
         return 2
     from kerazoo.tuning import search
 
+    if args.chief or args.worker is not None:
+        os.environ["KERASTUNER_ORACLE_IP"] = args.oracle_ip
+        os.environ["KERASTUNER_ORACLE_PORT"] = str(args.oracle_port)
+        os.environ["KERASTUNER_TUNER_ID"] = (
+            "chief" if args.chief else f"tuner{args.worker}"
+        )
     print(
         f"kerazoo {kerazoo.__version__} tune {args.recipe} -> "
         f"{recipe.output_dir}/search (backend {_backend()})",
@@ -479,6 +485,18 @@ def build_parser():
         metavar="KEY.PATH=VALUE",
         help="override a recipe field, e.g. --set search.max_trials=20",
     )
+    role = p.add_mutually_exclusive_group()
+    role.add_argument(
+        "--chief",
+        action="store_true",
+        help="serve the oracle of a distributed search (no authentication: keep "
+        "it on a private network)",
+    )
+    role.add_argument(
+        "--worker", type=int, metavar="N", help="run trials for the chief, as worker N"
+    )
+    p.add_argument("--oracle-ip", default="127.0.0.1", help="default: %(default)s")
+    p.add_argument("--oracle-port", type=int, default=8000, help="default: %(default)s")
     p.set_defaults(func=_cmd_tune)
     return parser
 

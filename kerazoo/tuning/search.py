@@ -12,6 +12,7 @@ trials without redoing completed ones.
 
 import csv
 import json
+import os
 import pathlib
 import time
 
@@ -227,6 +228,20 @@ def search(recipe, log=print):
     directory = out / SEARCH_DIR
     out.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(recipe.seed)
+    if _role() == "chief":
+        # The chief only serves the oracle: no data, no model.
+        model = SearchHyperModel(recipe, 1, 1)
+        tuner = _tuner(recipe, model.hypermodel, directory)
+        log(
+            f"distributed search: serving the oracle on "
+            f"{os.environ['KERASTUNER_ORACLE_IP']}:{os.environ['KERASTUNER_ORACLE_PORT']}"
+            " (no authentication: keep it on a private network)"
+        )
+        tuner.search(epochs=recipe.search.epochs)
+        rows = results_table(tuner)
+        _write(rows, out, recipe.search.objective)
+        _print(rows, recipe.search.objective, log)
+        return rows
     data = load_data(
         recipe.data.uri,
         seed=recipe.seed,
@@ -242,7 +257,10 @@ def search(recipe, log=print):
     )
     model = SearchHyperModel(recipe, dim, data.num_classes)
     tuner = _tuner(recipe, model.hypermodel, directory)
-    done = sum(t.status == "COMPLETED" for t in tuner.oracle.trials.values())
+    role = _role()
+    done = 0
+    if role == "single":  # a worker's oracle is a client of the chief's
+        done = sum(t.status == "COMPLETED" for t in tuner.oracle.trials.values())
     if done:
         log(f"resuming the search in {directory}: {done} trials already completed")
     space = recipe.search
@@ -250,6 +268,12 @@ def search(recipe, log=print):
         f"search: {space.oracle}, {space.max_trials} trials, {space.epochs} epochs "
         f"each, objective {space.objective}"
     )
+    if role == "worker":
+        log(
+            f"distributed search: worker {os.environ['KERASTUNER_TUNER_ID']}, oracle "
+            f"at {os.environ['KERASTUNER_ORACLE_IP']}:"
+            f"{os.environ['KERASTUNER_ORACLE_PORT']}"
+        )
     x, y = features["train"]
     tuner.search(
         x,
@@ -259,10 +283,20 @@ def search(recipe, log=print):
         verbose=0,
         callbacks=[keras.callbacks.TerminateOnNaN()],
     )
+    if role == "worker":
+        log("worker done; the chief writes the results")
+        return []
     rows = results_table(tuner)
     _write(rows, out, space.objective)
     _print(rows, space.objective, log)
     return rows
+
+
+def _role():
+    tuner_id = os.environ.get("KERASTUNER_TUNER_ID")
+    if "KERASTUNER_ORACLE_IP" not in os.environ or tuner_id is None:
+        return "single"
+    return "chief" if "chief" in tuner_id else "worker"
 
 
 def _write(rows, out, objective):

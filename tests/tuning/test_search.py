@@ -110,3 +110,81 @@ def test_killed_search_resumes_without_redoing_trials(tmp_path):
     assert len(completed) == 8
     for trial_id, mtime in before.items():
         assert after[trial_id][1] == mtime, f"trial {trial_id} was redone"
+
+
+def _free_port():
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_distributed_chief_and_two_workers(tmp_path):
+    base = [
+        sys.executable,
+        "-m",
+        "kerazoo.cli",
+        "tune",
+        str(TINY),
+        "--set",
+        f"output_dir={tmp_path}",
+        "--set",
+        "search={max_trials: 6, epochs: 2}",
+        "--oracle-ip",
+        "127.0.0.1",
+        "--oracle-port",
+        str(_free_port()),
+    ]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+
+    def start(*role):
+        return subprocess.Popen(
+            [*base, *role],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+
+    chief = start("--chief")
+    time.sleep(2)
+    workers = [start("--worker", "0"), start("--worker", "1")]
+    processes = [chief, *workers]
+    try:
+        outputs = [p.communicate(timeout=400)[0] for p in processes]
+    finally:
+        for p in processes:
+            p.kill()
+    assert [p.returncode for p in processes] == [0, 0, 0], outputs[0][-2000:]
+    assert "no authentication" in outputs[0]
+    with (tmp_path / "results.csv").open() as f:
+        trials = [row["trial"] for row in csv.DictReader(f)]
+    assert len(trials) == 6 and len(set(trials)) == 6
+    assert len(list((tmp_path / "search").glob("trial_*"))) == 6
+    # Both workers ran trials.
+    assert {p.name for p in (tmp_path / "search").glob("tuner*.json")} == {
+        "tuner0.json",
+        "tuner1.json",
+    }
+
+
+def _rss_mib():
+    pages = int(pathlib.Path("/proc/self/statm").read_text().split()[1])
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+@pytest.mark.skipif(not pathlib.Path("/proc/self/statm").exists(), reason="Linux")
+def test_memory_stays_bounded_across_trials(tmp_path):
+    def recipe(trials):
+        return load_recipe(
+            TINY,
+            [f"output_dir={tmp_path}", f"search={{max_trials: {trials}, epochs: 1}}"],
+        )
+
+    search(recipe(5), log=lambda line: None)  # warm: first graphs, caches
+    before = _rss_mib()
+    search(recipe(25), log=lambda line: None)  # 20 more trials, same process
+    growth = _rss_mib() - before
+    # Measured: 62 MiB for these 20 trials (the features are computed again).
+    assert growth < 150, f"resident memory grew by {growth:.0f} MiB over 20 trials"
