@@ -442,7 +442,12 @@ def run(recipe, *, restart=False, log=print):
 
     # Stage 2: unfreeze, fresh optimizer, lower learning rate.
     s2, record = recipe.stage2, run_.stage(2)
-    if s2.epochs and not record["done"]:
+    weights2 = run_.dir / "stage2.weights.h5"
+    if s2.epochs and record["done"]:
+        # Killed after stage 2 but before the report: its weights are kept.
+        model.load_weights(weights2)
+        log("stage 2: done earlier; loading its weights")
+    elif s2.epochs:
         trainable = freezing.unfreeze(body, s2.unfreeze, recipe.batchnorm)
         batch = _batch_size(s2, n_train)
         augment = (
@@ -485,6 +490,7 @@ def run(recipe, *, restart=False, log=print):
             _callbacks(run_, 2, s2, model, summary),
             log,
         )
+        model.save_weights(weights2)
         record["done"] = True
         run_.save()
         log(

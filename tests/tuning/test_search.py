@@ -182,9 +182,9 @@ def test_memory_stays_bounded_across_trials(tmp_path):
             [f"output_dir={tmp_path}", f"search={{max_trials: {trials}, epochs: 1}}"],
         )
 
-    search(recipe(5), log=lambda line: None)  # warm: first graphs, caches
+    search(recipe(2), log=lambda line: None)  # warm: first graphs, caches
     before = _rss_mib()
-    search(recipe(25), log=lambda line: None)  # 20 more trials, same process
+    search(recipe(22), log=lambda line: None)  # 20 more trials, same process
     growth = _rss_mib() - before
     # Measured: 62 MiB for these 20 trials (the features are computed again).
     assert growth < 150, f"resident memory grew by {growth:.0f} MiB over 20 trials"
