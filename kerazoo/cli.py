@@ -166,14 +166,23 @@ def _cmd_models(args):
     return 0
 
 
-def _cmd_finetune(args):
+def _load_recipe(args, command):
+    """The validated recipe, or None after printing why it is not valid."""
     from kerazoo.recipes import RecipeError
     from kerazoo.recipes import load_recipe
 
     try:
-        recipe = load_recipe(args.recipe, args.set)
+        return load_recipe(args.recipe, args.set)
     except RecipeError as error:
-        print(f"kerazoo finetune: error: {error}", file=sys.stderr)
+        print(f"kerazoo {command}: error: {error}", file=sys.stderr)
+        return None
+
+
+def _cmd_finetune(args):
+    from kerazoo.recipes import RecipeError
+
+    recipe = _load_recipe(args, "finetune")
+    if recipe is None:
         return 2
     from kerazoo.finetune import FinetuneError
     from kerazoo.finetune import run
@@ -260,13 +269,8 @@ def _cmd_predict(args):
 
 
 def _cmd_tune(args):
-    from kerazoo.recipes import RecipeError
-    from kerazoo.recipes import load_recipe
-
-    try:
-        recipe = load_recipe(args.recipe, args.set)
-    except RecipeError as error:
-        print(f"kerazoo tune: error: {error}", file=sys.stderr)
+    recipe = _load_recipe(args, "tune")
+    if recipe is None:
         return 2
     from kerazoo.tuning import search
 

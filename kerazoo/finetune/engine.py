@@ -281,7 +281,26 @@ def _fit(run, n, model, train, validation, stage, callbacks, log):
     record["seconds"] += time.perf_counter() - start
 
 
-def _features(parts, pipeline):
+def load_recipe_data(recipe):
+    """The `ImageData` a recipe's `data` section names."""
+    from kerazoo.data import load_data
+
+    return load_data(
+        recipe.data.uri,
+        seed=recipe.seed,
+        data_dir=recipe.data.data_dir,
+        download=recipe.data.download,
+    )
+
+
+def _augment(recipe, stage):
+    """The recipe's augmentation when this stage uses it, else None."""
+    augment = recipe.data.augment
+    return augment if stage.augment and augment.enabled else None
+
+
+def body_features(parts, pipeline):
+    """Pooled body features and labels of a `(images, labels)` pipeline."""
     labels = np.concatenate(
         [y for y in pipeline.map(lambda x, y: y).as_numpy_iterator()]
     )
@@ -305,7 +324,6 @@ def run(recipe, *, restart=False, log=print):
     """
     import tensorflow as tf
 
-    from kerazoo.data import load_data
     from kerazoo.data.pipeline import batched
     from kerazoo.data.pipeline import image_pipeline
 
@@ -318,12 +336,7 @@ def run(recipe, *, restart=False, log=print):
         )
         return report
     keras.utils.set_random_seed(recipe.seed)
-    data = load_data(
-        recipe.data.uri,
-        seed=recipe.seed,
-        data_dir=recipe.data.data_dir,
-        download=recipe.data.download,
-    )
+    data = load_recipe_data(recipe)
     log(f"data: {data.summary()}")
     size = recipe.model.image_size
     strategy = _strategy(recipe.distribution)
@@ -335,7 +348,6 @@ def run(recipe, *, restart=False, log=print):
     with strategy.scope():
         parts = build(recipe, data.num_classes)
     model, body = parts["model"], parts["body"]
-    run_.parts = parts
     log(
         f"model: {recipe.model.name} ({recipe.model.weights or 'random'} weights), "
         f"input {size[0]}x{size[1]}, {model.count_params():,} parameters, "
@@ -365,9 +377,7 @@ def run(recipe, *, restart=False, log=print):
     else:
         freezing.freeze(body)
         batch = _batch_size(s1, n_train)
-        augment = (
-            recipe.data.augment if s1.augment and recipe.data.augment.enabled else None
-        )
+        augment = _augment(recipe, s1)
         cached = s1.cache_features and augment is None and nan_batch(1) is None
         record["cached_features"] = cached
         if cached:
@@ -376,7 +386,7 @@ def run(recipe, *, restart=False, log=print):
                 split: image_pipeline(data, split, size, 64, cache=False)
                 for split in ("train", "validation", "test")
             }
-            feats = {split: _features(parts, p) for split, p in plain.items()}
+            feats = {split: body_features(parts, p) for split, p in plain.items()}
             record["feature_seconds"] = time.perf_counter() - start
             log(
                 f"stage 1: body features of {sum(len(f[1]) for f in feats.values())} "
@@ -450,16 +460,13 @@ def run(recipe, *, restart=False, log=print):
     elif s2.epochs:
         trainable = freezing.unfreeze(body, s2.unfreeze, recipe.batchnorm)
         batch = _batch_size(s2, n_train)
-        augment = (
-            recipe.data.augment if s2.augment and recipe.data.augment.enabled else None
-        )
         train = image_pipeline(
             data,
             "train",
             size,
             batch,
             training=True,
-            augment=augment,
+            augment=_augment(recipe, s2),
             seed=recipe.seed + 1,
             nan_batch=nan_batch(2),
         )
@@ -497,10 +504,10 @@ def run(recipe, *, restart=False, log=print):
             f"stage 2 done: {record['seconds']:.1f} s, val_accuracy "
             f"{summary.logs.get('val_accuracy', float('nan')):.4f}"
         )
-    return _finish(run_, data, model, evaluation("test"), log)
+    return _finish(run_, data, model, body, evaluation("test"), log)
 
 
-def _finish(run, data, model, test, log):
+def _finish(run, data, model, body, test, log):
     recipe = run.recipe
     labels = np.concatenate(list(test.map(lambda x, y: y).as_numpy_iterator()))
     probabilities = model.predict(test.map(lambda x, y: x), verbose=0)
@@ -519,7 +526,7 @@ def _finish(run, data, model, test, log):
     )
     # The saved model is uncompiled and fully trainable: the stage-2 freezing and
     # optimizer belong to this run, not to whoever loads the file next.
-    run.parts["body"].trainable = True
+    body.trainable = True
     tmp = run.dir / "model.tmp.keras"
     keras.Model(model.inputs[0], model.outputs[0], name=model.name).save(tmp)
     os.replace(tmp, run.dir / "model.keras")

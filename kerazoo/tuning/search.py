@@ -145,13 +145,13 @@ def _tuner(recipe, hypermodel, directory):
 
 def _features(recipe, data):
     from kerazoo.data.pipeline import image_pipeline
-    from kerazoo.finetune.engine import _features
+    from kerazoo.finetune.engine import body_features
     from kerazoo.finetune.engine import build
 
     parts = build(recipe, data.num_classes)
     size = recipe.model.image_size
     out = {
-        split: _features(parts, image_pipeline(data, split, size, 64, cache=False))
+        split: body_features(parts, image_pipeline(data, split, size, 64, cache=False))
         for split in ("train", "validation")
     }
     dim = out["train"][0].shape[-1]
@@ -217,7 +217,7 @@ def search(recipe, log=print):
         The ranked results (`results_table`), also written to
         `output_dir/results.csv`, `results.json` and `results.png`.
     """
-    from kerazoo.data import load_data
+    from kerazoo.finetune.engine import load_recipe_data
 
     if recipe.search is None:
         raise ValueError(
@@ -242,12 +242,7 @@ def search(recipe, log=print):
         _write(rows, out, recipe.search.objective)
         _print(rows, recipe.search.objective, log)
         return rows
-    data = load_data(
-        recipe.data.uri,
-        seed=recipe.seed,
-        data_dir=recipe.data.data_dir,
-        download=recipe.data.download,
-    )
+    data = load_recipe_data(recipe)
     log(f"data: {data.summary()}")
     start = time.perf_counter()
     features, dim = _features(recipe, data)
