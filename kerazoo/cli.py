@@ -293,6 +293,22 @@ def _cmd_tune(args):
     return 0
 
 
+def _cmd_experiment(args):
+    from kerazoo.experiments import ExperimentError
+    from kerazoo.experiments import run_experiment
+    from kerazoo.experiments._common import parse_set
+
+    print(
+        f"kerazoo {kerazoo.__version__} experiment (backend {_backend()})", flush=True
+    )
+    try:
+        run_experiment(args.name, quick=args.quick, overrides=parse_set(args.set))
+    except ExperimentError as error:
+        print(f"kerazoo experiment: error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def _log(line):
     print(line, flush=True)
 
@@ -502,6 +518,30 @@ def build_parser():
     p.add_argument("--oracle-ip", default="127.0.0.1", help="default: %(default)s")
     p.add_argument("--oracle-port", type=int, default=8000, help="default: %(default)s")
     p.set_defaults(func=_cmd_tune)
+
+    from kerazoo.experiments import EXPERIMENTS
+
+    p = sub.add_parser(
+        "experiment",
+        help="run one of the lecture's claims and see whether it holds",
+        description=(
+            "Runs an experiment (settings in recipes/experiments/NAME.yaml), "
+            "writes its figures and numbers, and prints a verdict per claim. "
+            "Experiments: "
+            + "; ".join(f"{name}: {text}" for name, text in EXPERIMENTS.items())
+        ),
+    )
+    p.add_argument("name", help="an experiment's name, or the path of its recipe")
+    p.add_argument(
+        "--quick", action="store_true", help="the small version (minutes on a CPU)"
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="override a setting, e.g. --set epochs=5 or --set output_dir=DIR",
+    )
+    p.set_defaults(func=_cmd_experiment)
     return parser
 
 
