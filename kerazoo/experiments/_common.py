@@ -31,6 +31,10 @@ class Verdict:
         return f"[{mark}] {self.claim}: {self.evidence}"
 
 
+# Lists that may be emptied to skip a part of an experiment.
+MAY_BE_EMPTY = {"near_shots", "far_shots", "dense_depths", "train_activations"}
+
+
 def _check_type(key, value, default):
     """A setting must have its default's type (ints may stand for floats)."""
     if isinstance(default, bool) or default is None:
@@ -40,7 +44,7 @@ def _check_type(key, value, default):
     elif isinstance(default, int):
         ok = isinstance(value, int) and not isinstance(value, bool)
     elif isinstance(default, list):
-        ok = isinstance(value, list) and len(value) > 0
+        ok = isinstance(value, list) and (len(value) > 0 or key in MAY_BE_EMPTY)
     else:
         ok = isinstance(value, type(default))
     if not ok:
