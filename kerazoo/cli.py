@@ -309,6 +309,20 @@ def _cmd_experiment(args):
     return 0
 
 
+def _cmd_bench(args):
+    from kerazoo import bench
+
+    print(f"kerazoo {kerazoo.__version__} bench (backend {_backend()})", flush=True)
+    try:
+        bench.run(
+            args.names, quick=args.quick, jit=args.jit, json_path=args.json, log=_log
+        )
+    except (ValueError, FileNotFoundError) as error:
+        print(f"kerazoo bench: error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def _log(line):
     print(line, flush=True)
 
@@ -542,6 +556,24 @@ def build_parser():
         help="override a setting, e.g. --set epochs=5 or --set output_dir=DIR",
     )
     p.set_defaults(func=_cmd_experiment)
+
+    from kerazoo.bench import SUITE
+
+    p = sub.add_parser(
+        "bench",
+        help="benchmark kerazoo against Keras's own layers, optimizers and models",
+        description=(
+            "Runs the A/B benchmarks of benchmarks/ (each alternates kerazoo and "
+            "the reference after warm-up and reports the median time ratio with "
+            "its spread) and checks each ratio against its target. Benchmarks: "
+            + "; ".join(f"{name}: {about}" for name, (_, _, about) in SUITE.items())
+        ),
+    )
+    p.add_argument("names", nargs="*", help="benchmarks to run (default: all)")
+    p.add_argument("--quick", action="store_true", help="small and short (a check)")
+    p.add_argument("--jit", action="store_true", help="jit_compile=True on both sides")
+    p.add_argument("--json", metavar="PATH", help="write every number here")
+    p.set_defaults(func=_cmd_bench)
     return parser
 
 

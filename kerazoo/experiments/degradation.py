@@ -201,6 +201,12 @@ def run(run, s):
             f"{err[f'plain{deep}']:.4f}",
         )
 
+    run.figure(plot_curves(curves, source, depths), "degradation.png")
+
+
+def plot_curves(curves, source, depths):
+    """Training and test error against epochs, one panel per kind of network
+    (as in He et al.'s Figure 1); `curves` as in `results.json`."""
     plt = pyplot()
     fig, axes = plt.subplots(1, 3, figsize=(16, 4.2), sharey=True)
     styles = {depths[0]: "--", depths[-1]: "-"}
@@ -213,6 +219,8 @@ def run(run, s):
             ls = styles.get(depth, "-")
             ax.plot(epochs, c["train_error"], ls, color="C0", label=f"{name} train")
             ax.plot(epochs, c["test_error"], ls, color="C3", label=f"{name} test")
-        ax.set(title=f"{kind} ({source})", xlabel="epoch", ylabel="error", yscale="log")
+        ax.set(title=f"{kind} ({source})", xlabel="epoch", ylabel="error")
+        # Errors reach exactly 0 on small data: linear below 1%, log above.
+        ax.set_yscale("symlog", linthresh=0.01)
         ax.legend(fontsize=8)
-    run.figure(fig, "degradation.png")
+    return fig

@@ -8,6 +8,20 @@ from kerazoo._checks import check_learning_rate
 from kerazoo._checks import check_non_negative
 
 
+def _in_xla_context():
+    """Whether TensorFlow is tracing a function compiled by XLA
+    (`jit_compile=True`)."""
+    try:
+        import tensorflow as tf
+        from tensorflow.python.ops import control_flow_util
+    except ImportError:  # pragma: no cover - TensorFlow backend without TF
+        return False
+    if tf.executing_eagerly():
+        return False
+    graph = tf.compat.v1.get_default_graph()
+    return control_flow_util.GraphOrParentsInXlaContext(graph)
+
+
 def _check_multipliers(lr_multipliers):
     if lr_multipliers is None:
         return None
@@ -150,13 +164,16 @@ class Optimizer(keras.optimizers.Optimizer):
     def _guarded(self, variable, tensor, finite, method):
         if finite is None:
             getattr(self, method)(variable, tensor)
-        elif keras.backend.backend() == "jax":
-            # JAX traces both branches of a cond; a select fuses under XLA.
+        elif keras.backend.backend() != "tensorflow" or _in_xla_context():
+            # A select: XLA fuses it into the update's own pass over the
+            # variable, where a per-variable cond would split the update into
+            # separate clusters (JAX also traces both branches of a cond).
             old = ops.convert_to_tensor(variable)
             new = tensor if method == "assign" else old - tensor
             self.assign(variable, ops.where(finite, new, old))
         else:
-            # A cond on the scalar costs no extra pass over the tensor.
+            # Without XLA, a cond on the scalar costs no extra pass over the
+            # tensor (benchmarks/RESULTS.md compares the two).
             def update():
                 getattr(self, method)(variable, tensor)
 

@@ -54,6 +54,36 @@ def test_nonfinite_gradient_skips_update_and_is_counted(name):
     assert int(optimizer.nonfinite_updates.numpy()) == 2
 
 
+@pytest.mark.skipif(
+    keras.backend.backend() != "tensorflow", reason="tf.function's two guards"
+)
+@pytest.mark.parametrize("jit_compile", [False, True])
+@pytest.mark.parametrize("name", ["sgd", "momentum", "adam"])
+def test_nonfinite_skip_in_compiled_functions(name, jit_compile):
+    """Inside a tf.function the guard is a cond, under XLA a select: both skip
+    the bad variable's update, count it, and let the others update."""
+    import tensorflow as tf
+
+    optimizer = _make(name)
+    a = keras.Variable(np.array([1.0, -2.0], "float32"))
+    b = keras.Variable(np.array([0.5, 0.5], "float32"))
+    optimizer.build([a, b])
+
+    @tf.function(jit_compile=jit_compile)
+    def step(ga, gb):
+        optimizer.apply([ga, gb], [a, b])
+
+    good = tf.constant([0.3, -0.1])
+    step(good, good)
+    a_before, b_before = a.numpy().copy(), b.numpy().copy()
+    step(tf.constant([np.nan, 1.0]), good)
+    np.testing.assert_array_equal(a.numpy(), a_before)
+    assert not np.array_equal(b.numpy(), b_before)
+    assert int(optimizer.nonfinite_updates.numpy()) == 1
+    step(good, good)
+    assert np.all(np.isfinite(a.numpy())) and not np.array_equal(a.numpy(), a_before)
+
+
 def test_nonfinite_gradient_spreads_when_not_skipped():
     optimizer = _make("momentum", skip_nonfinite=False)
     a = keras.Variable(np.array([1.0, -2.0], "float32"))

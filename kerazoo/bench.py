@@ -1,0 +1,124 @@
+"""`kerazoo bench`: runs the A/B benchmarks in `benchmarks/` in one process and
+checks each ratio against its target (issue targets, as ratios of kerazoo's time
+to the reference's)."""
+
+import importlib.util
+import json
+import os
+import platform
+import sys
+from pathlib import Path
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+# name -> (script, target ratio or None, what the target is about)
+SUITE = {
+    "normalization": ("bench_normalization", 1.05, "BatchNormalization vs Keras's"),
+    "optimizers": ("bench_optimizers", 1.10, "optimizer apply vs Keras's"),
+    "zoo": ("bench_zoo", 1.05, "zoo models vs keras.applications"),
+    "scaling": ("bench_scaling", None, "efficientnet_b0 step time and utilisation"),
+}
+
+
+def _load(script):
+    if not (BENCHMARKS / f"{script}.py").exists():
+        raise FileNotFoundError(
+            f"{BENCHMARKS / script}.py not found: `kerazoo bench` runs from a "
+            "source checkout (the benchmarks/ folder)"
+        )
+    if str(BENCHMARKS) not in sys.path:
+        sys.path.insert(0, str(BENCHMARKS))
+    spec = importlib.util.spec_from_file_location(script, BENCHMARKS / f"{script}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _ratios(name, results):
+    """(label, ratio record) pairs of a benchmark's results."""
+    if name == "normalization":
+        return list(results.items())
+    if name == "optimizers":
+        return [(f"{rule} vs Keras", r) for rule, r in results["versus_keras"].items()]
+    if name == "zoo":
+        return [
+            (f"{model} {kind}", r[kind])
+            for model, r in results.items()
+            for kind in ("train", "predict")
+        ]
+    return []
+
+
+def machine():
+    import keras
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(
+                (line.split(":", 1)[1].strip() for line in f if "model name" in line),
+                cpu,
+            )
+    except OSError:
+        pass
+    versions = {"keras": keras.__version__, "backend": keras.backend.backend()}
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        versions["tensorflow"] = tf.__version__
+    return {
+        "cpu": cpu,
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        **versions,
+    }
+
+
+def run(names=None, quick=False, jit=False, json_path=None, log=print):
+    """Runs the named benchmarks (all by default); returns
+    `{"machine", "results", "targets"}` and writes it to `json_path`."""
+    names = names or list(SUITE)
+    unknown = [n for n in names if n not in SUITE]
+    if unknown:
+        raise ValueError(
+            f"Unknown benchmark {unknown[0]!r}. Benchmarks: {', '.join(SUITE)}"
+        )
+    results, targets = {}, []
+    for name in names:
+        script, target, about = SUITE[name]
+        log(f"\n=== {name}: {about}")
+        argv = (["--quick"] if quick else []) + (["--jit"] if jit else [])
+        results[name] = _load(script).main(argv)
+        for label, r in _ratios(name, results[name]):
+            targets.append(
+                {
+                    "benchmark": name,
+                    "what": label,
+                    "ratio": r["ratio_median"],
+                    "spread": [r["ratio_min"], r["ratio_max"]],
+                    "target": target,
+                    "holds": r["ratio_median"] <= target,
+                }
+            )
+    out = {
+        "machine": machine(),
+        "quick": quick,
+        "jit_compile": jit,
+        "results": results,
+        "targets": targets,
+    }
+    log("\n=== targets (kerazoo's time / the reference's)")
+    for t in targets:
+        mark = "holds" if t["holds"] else "MISSED"
+        log(
+            f"  {t['benchmark']:13s} {t['what']:26s} {t['ratio']:6.3f} "
+            f"({t['spread'][0]:.3f}-{t['spread'][1]:.3f}) "
+            f"target <= {t['target']}: {mark}"
+        )
+    held = sum(t["holds"] for t in targets)
+    log(f"  {held} of {len(targets)} targets hold")
+    if json_path:
+        with open(json_path, "w") as f:
+            json.dump(out, f, indent=2, default=float)
+        log(f"Wrote {json_path}")
+    return out
