@@ -6,6 +6,8 @@ labels per class."""
 
 import time
 
+import numpy as np
+
 from kerazoo.experiments._common import digits
 from kerazoo.experiments._common import pyplot
 from kerazoo.experiments._common import shots
@@ -41,7 +43,7 @@ def _curve(model, train, validation, test, epochs, batch_size):
     }
 
 
-def _model(name, num_classes, shape, weights=None):
+def _model(name, num_classes, shape, s, weights=None):
     from kerazoo.models import create_model
 
     return create_model(
@@ -50,6 +52,9 @@ def _model(name, num_classes, shape, weights=None):
         input_shape=shape,
         weights=weights,
         classifier_activation=None,
+        # Short runs: running statistics that settle within them, for both
+        # starts (at 0.99 a network from scratch tests on stale statistics).
+        norm_momentum=s["norm_momentum"],
     )
 
 
@@ -78,12 +83,14 @@ def _compare(run, make, data, s, label):
             )
         p, q = results[f"pretrained/{n or 'all'}"], results[f"scratch/{n or 'all'}"]
         per = "all labels" if n is None else f"{n} labels per class"
+        p_mean, q_mean = np.mean(p["val_accuracy"]), np.mean(q["val_accuracy"])
         run.verdict(
-            f"{label}, {per}: the pretrained body gives a head start",
-            p["val_accuracy"][0] > q["val_accuracy"][0] + 0.02,
-            f"validation accuracy after 1 epoch {p['val_accuracy'][0]:.3f} vs scratch "
-            f"{q['val_accuracy'][0]:.3f}; test accuracy at the end "
-            f"{p['test_accuracy']:.4f} vs {q['test_accuracy']:.4f}",
+            f"{label}, {per}: the pretrained body gives a head start (its "
+            "validation accuracy averaged over the epochs is 2+ points higher)",
+            p_mean > q_mean + 0.02,
+            f"mean validation accuracy {p_mean:.3f} vs scratch {q_mean:.3f}; after "
+            f"epoch 1 {p['val_accuracy'][0]:.3f} vs {q['val_accuracy'][0]:.3f}; test "
+            f"accuracy at the end {p['test_accuracy']:.4f} vs {q['test_accuracy']:.4f}",
         )
     return results
 
@@ -99,7 +106,7 @@ def run(run, s):
     low = digits(seed=s["seed"], rgb=True, classes=[0, 1, 2, 3, 4])
     high = digits(seed=s["seed"], rgb=True, classes=[5, 6, 7, 8, 9])
     keras.utils.set_random_seed(s["seed"])
-    source = _compile(_model(s["near_model"], 5, near_shape), s["learning_rate"])
+    source = _compile(_model(s["near_model"], 5, near_shape, s), s["learning_rate"])
     source.fit(
         *low["train"],
         batch_size=s["batch_size"],
@@ -112,7 +119,7 @@ def run(run, s):
     body_weights = source.get_layer("body").get_weights()
 
     def near(start):
-        model = _model(s["near_model"], 5, near_shape)
+        model = _model(s["near_model"], 5, near_shape, s)
         if start == "pretrained":
             model.get_layer("body").set_weights(body_weights)
         return model
@@ -134,7 +141,7 @@ def _far(run, s):
 
     def far(start):
         weights = "imagenet" if start == "pretrained" else None
-        return _model(s["far_model"], 10, (size, size, 3), weights)
+        return _model(s["far_model"], 10, (size, size, 3), s, weights)
 
     return _compare(run, far, far_data, s, "far")
 
