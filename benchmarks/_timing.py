@@ -1,10 +1,20 @@
-"""The A/B timing every benchmark uses: warm-up (tracing excluded), then A and B
-timed alternately, and the median of the per-round ratios with its spread."""
+"""What the benchmarks share: the A/B timing (warm-up, tracing excluded, then A and
+B timed alternately, and the median of the per-round ratios with its spread), and
+the zoo models paired with their keras.applications twins."""
 
 import statistics
 import time
 
 import keras
+
+from kerazoo.models import create_model
+
+# kerazoo's name -> keras.applications' constructor of the same network.
+APPLICATIONS = {
+    "efficientnet_b0": "EfficientNetB0",
+    "resnet50": "ResNet50",
+    "densenet121": "DenseNet121",
+}
 
 
 def _time(fn, steps):
@@ -36,3 +46,21 @@ def compare(fn_a, fn_b, steps, repeats, warmup=3):
         "a_ms": 1e3 * statistics.median(times_a),
         "b_ms": 1e3 * statistics.median(times_b),
     }
+
+
+def zoo_model(name, size, source="kerazoo", jit=False):
+    """kerazoo's `name`, or (`source="keras.applications"`) its twin there, with
+    random weights and 1,000 classes, compiled for SGD with momentum."""
+    keras.utils.set_random_seed(0)
+    if source == "kerazoo":
+        model = create_model(name, input_shape=(size, size, 3))
+    else:
+        model = getattr(keras.applications, APPLICATIONS[name])(
+            weights=None, input_shape=(size, size, 3)
+        )
+    model.compile(
+        optimizer=keras.optimizers.SGD(0.01, momentum=0.9),
+        loss="sparse_categorical_crossentropy",
+        jit_compile=jit,
+    )
+    return model

@@ -14,31 +14,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras
 import numpy as np
+from _timing import APPLICATIONS
 from _timing import compare
-
-from kerazoo.models import create_model
-
-APPLICATIONS = {
-    "efficientnet_b0": "EfficientNetB0",
-    "resnet50": "ResNet50",
-    "densenet121": "DenseNet121",
-}
-
-
-def build(name, size, source, jit):
-    keras.utils.set_random_seed(0)
-    if source == "kerazoo":
-        model = create_model(name, input_shape=(size, size, 3))
-    else:
-        model = getattr(keras.applications, APPLICATIONS[name])(
-            weights=None, input_shape=(size, size, 3)
-        )
-    model.compile(
-        optimizer=keras.optimizers.SGD(0.01, momentum=0.9),
-        loss="sparse_categorical_crossentropy",
-        jit_compile=jit,
-    )
-    return model
+from _timing import zoo_model
 
 
 def main(argv=None):
@@ -64,8 +42,8 @@ def main(argv=None):
     for name in args.models:
         print(f"timing {name} ...", flush=True)
         keras.utils.clear_session()
-        ours = build(name, size, "kerazoo", args.jit)
-        theirs = build(name, size, "keras.applications", args.jit)
+        ours = zoo_model(name, size, "kerazoo", args.jit)
+        theirs = zoo_model(name, size, "keras.applications", args.jit)
         results[name] = {
             "params": [ours.count_params(), theirs.count_params()],
             "train": compare(

@@ -28,16 +28,11 @@ import time
 import keras
 import numpy as np
 from _timing import compare
-
-from kerazoo.models import create_model
+from _timing import zoo_model
 
 # One 1-image forward pass at 224x224, a multiply-add counted as 2
 # (`kerazoo models resnet50 efficientnet_b0 --flops`, TensorFlow's profiler).
 FORWARD_GFLOPS = {"efficientnet_b0": 0.80, "resnet50": 8.21}
-APPLICATIONS = {
-    "efficientnet_b0": "EfficientNetB0",
-    "resnet50": "ResNet50",
-}
 
 
 def _sync(out):
@@ -71,18 +66,7 @@ def _batch(batch, size):
 def _model(name, size, policy, source="kerazoo"):
     keras.config.set_dtype_policy(policy)
     keras.utils.clear_session()
-    if source == "kerazoo":
-        model = create_model(name, input_shape=(size, size, 3))
-    else:
-        model = getattr(keras.applications, APPLICATIONS[name])(
-            weights=None, input_shape=(size, size, 3)
-        )
-    model.compile(
-        optimizer=keras.optimizers.SGD(0.01, momentum=0.9),
-        loss="sparse_categorical_crossentropy",
-        jit_compile=True,
-    )
-    return model
+    return zoo_model(name, size, source, jit=True)
 
 
 def throughput(name, size, batch, policy, steps, repeats):

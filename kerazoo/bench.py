@@ -20,7 +20,8 @@ SUITE = {
 }
 
 
-def _load(script):
+def load_benchmark(script):
+    """The module `benchmarks/SCRIPT.py` of the source checkout."""
     if not (BENCHMARKS / f"{script}.py").exists():
         raise FileNotFoundError(
             f"{BENCHMARKS / script}.py not found: `kerazoo bench` runs from a "
@@ -88,7 +89,7 @@ def run(names=None, quick=False, jit=False, json_path=None, log=print):
         script, target, about = SUITE[name]
         log(f"\n=== {name}: {about}")
         argv = (["--quick"] if quick else []) + (["--jit"] if jit else [])
-        results[name] = _load(script).main(argv)
+        results[name] = load_benchmark(script).main(argv)
         for label, r in _ratios(name, results[name]):
             targets.append(
                 {

@@ -1,26 +1,13 @@
 """The benchmarks keep running: a tiny run of each, checking what it reports (not
 its speed, which benchmarks/RESULTS.md records)."""
 
-import importlib.util
 import json
-import pathlib
-import sys
 
-BENCHMARKS = pathlib.Path(__file__).resolve().parents[1] / "benchmarks"
-
-
-def _load(name):
-    # The benchmarks import their shared `_timing` module from their folder.
-    if str(BENCHMARKS) not in sys.path:
-        sys.path.insert(0, str(BENCHMARKS))
-    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from kerazoo.bench import load_benchmark
 
 
 def test_bench_normalization_reports_ratios(tmp_path, capsys):
-    bench = _load("bench_normalization")
+    bench = load_benchmark("bench_normalization")
     out = tmp_path / "bn.json"
     results = bench.main(["--quick", "--repeats", "1", "--json", str(out)])
     assert set(results) == {"training step", "inference"}
@@ -32,7 +19,7 @@ def test_bench_normalization_reports_ratios(tmp_path, capsys):
 
 
 def test_bench_optimizers_reports_ratios(tmp_path, capsys):
-    bench = _load("bench_optimizers")
+    bench = load_benchmark("bench_optimizers")
     out = tmp_path / "opt.json"
     results = bench.main(
         [
@@ -59,7 +46,7 @@ def test_bench_optimizers_reports_ratios(tmp_path, capsys):
 
 
 def test_bench_zoo_reports_ratios_for_train_and_predict(tmp_path):
-    bench = _load("bench_zoo")
+    bench = load_benchmark("bench_zoo")
     out = tmp_path / "zoo.json"
     results = bench.main(
         [
@@ -77,7 +64,7 @@ def test_bench_zoo_reports_ratios_for_train_and_predict(tmp_path):
 
 
 def test_bench_scaling_reports_utilisation(tmp_path):
-    bench = _load("bench_scaling")
+    bench = load_benchmark("bench_scaling")
     plot = tmp_path / "scaling.png"
     results = bench.main(
         [

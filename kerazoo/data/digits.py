@@ -54,3 +54,18 @@ def load_digits_splits(seed=0, validation_fraction=0.15, test_fraction=0.15):
         "validation": (x_val, y_val),
         "test": (x_test, y_test),
     }
+
+
+def few_shot_indices(labels, shots, seed=0):
+    """Sorted indices of `shots` examples of each class present in `labels`,
+    drawn without replacement; a class with fewer examples is refused."""
+    rng = np.random.default_rng(seed)
+    keep = []
+    for label in np.unique(labels):
+        where = np.flatnonzero(labels == label)
+        if len(where) < shots:
+            raise ValueError(
+                f"shots={shots}: class {label} has only {len(where)} examples"
+            )
+        keep.extend(rng.permutation(where)[:shots])
+    return np.sort(np.asarray(keep, dtype="int64"))

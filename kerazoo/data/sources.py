@@ -141,6 +141,7 @@ def _arrays(uri, class_names, arrays, channels):
 
 
 def _digits(uri, options, seed):
+    from kerazoo.data.digits import few_shot_indices
     from kerazoo.data.digits import load_digits_splits
 
     arrays = load_digits_splits(
@@ -151,19 +152,11 @@ def _digits(uri, options, seed):
     if options.get("invert") == "true":
         arrays = {k: (255 - x, y) for k, (x, y) in arrays.items()}
     if "shots" in options:
-        shots = int(options["shots"])
         x, y = arrays["train"]
-        rng = np.random.default_rng(seed)
-        keep = []
-        for label in range(10):
-            where = np.flatnonzero(y == label)
-            if len(where) < shots:
-                raise ValueError(
-                    f"shots={shots} in {uri!r}: class {label} has only "
-                    f"{len(where)} training images"
-                )
-            keep.extend(rng.permutation(where)[:shots])
-        keep = np.sort(np.asarray(keep))
+        try:
+            keep = few_shot_indices(y, int(options["shots"]), seed)
+        except ValueError as error:
+            raise ValueError(f"{uri!r}: {error} in its training split") from None
         arrays["train"] = (x[keep], y[keep])
     return _arrays(uri, [str(i) for i in range(10)], arrays, channels=1)
 

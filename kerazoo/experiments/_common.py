@@ -204,6 +204,43 @@ def loss_per_step():
     return LossPerStep()
 
 
+def fit_and_test(
+    model,
+    optimizer,
+    train,
+    *,
+    batch_size,
+    epochs,
+    validation=None,
+    test=None,
+    callbacks=(),
+):
+    """Compiles `model` (logits, sparse cross-entropy, accuracy) with
+    `optimizer`, trains it on `train = (x, y)` and returns its `history` (Keras's
+    per-epoch dict), the training `seconds` and, given `test`, `test_accuracy`."""
+    import keras
+
+    model.compile(
+        optimizer=optimizer,
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+    start = time.perf_counter()
+    history = model.fit(
+        *train,
+        validation_data=validation,
+        batch_size=batch_size,
+        epochs=epochs,
+        verbose=0,
+        callbacks=list(callbacks),
+    )
+    out = {"history": history.history, "seconds": time.perf_counter() - start}
+    if test is not None:
+        _, accuracy = model.evaluate(*test, batch_size=256, verbose=0)
+        out["test_accuracy"] = float(accuracy)
+    return out
+
+
 def digits(seed=0, rgb=False, size=None, invert=False, classes=None):
     """The embedded digits as float arrays: `{"train", "validation", "test"}`
     -> `(x, y)`; 0-1 grayscale by default, or 0-255 RGB at `size` for the
@@ -236,12 +273,9 @@ def shots(x, y, n, seed=0):
     """`n` examples of each class (all of them when `n` is None)."""
     if n is None:
         return x, y
-    rng = np.random.default_rng(seed)
-    keep = np.sort(
-        np.concatenate(
-            [rng.permutation(np.flatnonzero(y == c))[:n] for c in np.unique(y)]
-        )
-    )
+    from kerazoo.data.digits import few_shot_indices
+
+    keep = few_shot_indices(y, n, seed)
     return x[keep], y[keep]
 
 

@@ -8,6 +8,7 @@ import time
 import numpy as np
 
 from kerazoo.experiments._common import digits
+from kerazoo.experiments._common import fit_and_test
 from kerazoo.experiments._common import pyplot
 
 # GoogLeNet's inception (3a): 1x1, 3x3 reduce, 3x3, 5x5 reduce, 5x5, pool proj.
@@ -15,18 +16,11 @@ MODULE_3A = (64, 96, 128, 16, 32, 32)
 
 
 def _block(kind, spec, name=None):
-    from kerazoo.layers import InceptionBlock
+    from kerazoo.models.googlenet import inception_module
 
-    f1, r3, f3, r5, f5, pp = spec
-    if kind == "naive":
-        r3 = r5 = pp = None
-    return InceptionBlock(
-        f1,
-        f3,
-        f5,
-        filters_3x3_reduce=r3,
-        filters_5x5_reduce=r5,
-        filters_pool_proj=pp,
+    return inception_module(
+        spec,
+        kind,
         batch_norm=True,
         norm_momentum=0.9,  # running statistics settle within a short run
         name=name,
@@ -115,7 +109,7 @@ def run(run, s):
                 s,
             )
         )
-    size = s["googlenet_step_size"]
+    size, flops_size = s["googlenet_step_size"], s["googlenet_flops_size"]
     for kind in ("naive", "reduced"):
         rows.append(
             _measure(
@@ -130,10 +124,10 @@ def run(run, s):
                 ),
                 (size, size, 3),
                 s,
-                flops_shape=(224, 224, 3),
+                flops_shape=None if flops_size == size else (flops_size,) * 2 + (3,),
             )
         )
-    run.log("  (FLOPs of the GoogLeNets at 224x224, one image)")
+    run.log(f"  (FLOPs of the GoogLeNets at {flops_size}x{flops_size}, one image)")
 
     run.log(
         f"\n2. Two small Inception networks of each kind on the digits "
@@ -152,23 +146,18 @@ def run(run, s):
             s,
         )
         keras.backend.clear_session()
-        model = small_inception_net(kind, s["seed"])
-        model.compile(
-            optimizer=keras.optimizers.Adam(s["learning_rate"]),
-            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-            metrics=["accuracy"],
-        )
-        start = time.perf_counter()
-        history = model.fit(
-            *data["train"],
-            validation_data=data["validation"],
+        out = fit_and_test(
+            small_inception_net(kind, s["seed"]),
+            keras.optimizers.Adam(s["learning_rate"]),
+            data["train"],
             batch_size=32,
             epochs=s["epochs"],
-            verbose=0,
+            validation=data["validation"],
+            test=data["test"],
         )
-        row["train_seconds"] = time.perf_counter() - start
-        row["val_accuracy"] = history.history["val_accuracy"]
-        _, row["test_accuracy"] = model.evaluate(*data["test"], verbose=0)
+        row["train_seconds"] = out["seconds"]
+        row["val_accuracy"] = out["history"]["val_accuracy"]
+        row["test_accuracy"] = out["test_accuracy"]
         accuracy[kind] = row
         rows.append(row)
         run.log(

@@ -2,11 +2,10 @@
 norm (training loss against steps); then batch norm against group, layer and
 instance norm at batch sizes 1, 2 and 32 (accuracy after equal epochs)."""
 
-import time
-
 import numpy as np
 
 from kerazoo.experiments._common import digits
+from kerazoo.experiments._common import fit_and_test
 from kerazoo.experiments._common import loss_per_step
 from kerazoo.experiments._common import pyplot
 
@@ -50,28 +49,24 @@ def _fit(model, optimizer, data, batch_size, epochs, steps=None, seed=0):
     """Trains for `epochs` epochs, or for `steps` updates on batches drawn at
     random from the whole training set (so that every batch size gets the same
     number of updates)."""
-    import keras
-
     x, y = data["train"]
     if steps:
         pick = np.random.default_rng(seed).integers(0, len(y), steps * batch_size)
         x, y, epochs = x[pick], y[pick], 1
-    model.compile(
-        optimizer=optimizer,
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=["accuracy"],
-    )
     history = loss_per_step()
-    start = time.perf_counter()
-    model.fit(
-        x, y, batch_size=batch_size, epochs=epochs, verbose=0, callbacks=[history]
+    out = fit_and_test(
+        model,
+        optimizer,
+        (x, y),
+        batch_size=batch_size,
+        epochs=epochs,
+        test=data["test"],
+        callbacks=[history],
     )
-    seconds = time.perf_counter() - start
-    _, accuracy = model.evaluate(*data["test"], batch_size=256, verbose=0)
     return {
         "step_loss": history.losses,
-        "test_accuracy": float(accuracy),
-        "seconds": seconds,
+        "test_accuracy": out["test_accuracy"],
+        "seconds": out["seconds"],
     }
 
 

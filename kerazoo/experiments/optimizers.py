@@ -2,11 +2,10 @@
 be drawn) and on a small network (where the loss curve is what counts); and
 SGD's three batch regimes (per-example, mini-batch, full-batch)."""
 
-import time
-
 import numpy as np
 
 from kerazoo.experiments._common import digits
+from kerazoo.experiments._common import fit_and_test
 from kerazoo.experiments._common import loss_per_step
 from kerazoo.experiments._common import pyplot
 
@@ -145,37 +144,27 @@ def _network(seed):
 
 
 def _train(optimizer, data, batch_size, epochs, seed, examples=None):
-    import keras
 
     x, y = data["train"]
     if examples:
         x, y = x[:examples], y[:examples]
-    model = _network(seed)
-    model.compile(
-        optimizer=optimizer,
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=["accuracy"],
-    )
+    xt, yt = data["test"]
     steps = loss_per_step()
-    start = time.perf_counter()
-    history = model.fit(
-        x.reshape(len(x), -1),
-        y,
+    out = fit_and_test(
+        _network(seed),
+        optimizer,
+        (x.reshape(len(x), -1), y),
         batch_size=batch_size,
         epochs=epochs,
-        shuffle=True,
-        verbose=0,
+        test=(xt.reshape(len(xt), -1), yt),
         callbacks=[steps],
     )
-    seconds = time.perf_counter() - start
-    xt, yt = data["test"]
-    _, accuracy = model.evaluate(xt.reshape(len(xt), -1), yt, verbose=0)
     return {
-        "epoch_loss": history.history["loss"],
+        "epoch_loss": out["history"]["loss"],
         "step_loss": steps.losses,
-        "seconds": seconds,
+        "seconds": out["seconds"],
         "epoch_seconds": steps.epoch_seconds,
-        "test_accuracy": float(accuracy),
+        "test_accuracy": out["test_accuracy"],
     }
 
 

@@ -4,43 +4,18 @@ and far transfer (EfficientNet-Lite0 with its ImageNet weights, on the
 digits), each against the same architecture from scratch, with 10 and all
 labels per class."""
 
-import time
-
 import numpy as np
 
 from kerazoo.experiments._common import digits
+from kerazoo.experiments._common import fit_and_test
 from kerazoo.experiments._common import pyplot
 from kerazoo.experiments._common import shots
 
 
-def _compile(model, learning_rate):
-    import keras
-
+def _adam(learning_rate):
     from kerazoo import optimizers
 
-    model.compile(
-        optimizer=optimizers.Adam(learning_rate),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=["accuracy"],
-    )
-    return model
-
-
-def _curve(model, train, validation, test, epochs, batch_size):
-    start = time.perf_counter()
-    history = model.fit(
-        *train,
-        validation_data=validation,
-        batch_size=batch_size,
-        epochs=epochs,
-        verbose=0,
-    )
-    _, accuracy = model.evaluate(*test, batch_size=256, verbose=0)
-    return {
-        "val_accuracy": history.history["val_accuracy"],
-        "test_accuracy": float(accuracy),
-        "seconds": time.perf_counter() - start,
-    }
+    return optimizers.Adam(learning_rate)
 
 
 def _model(name, num_classes, shape, s, weights=None):
@@ -70,11 +45,21 @@ def _compare(run, make, data, s, label):
 
             keras.backend.clear_session()
             keras.utils.set_random_seed(s["seed"])
-            model = _compile(make(start), s["learning_rate"])
             key = f"{start}/{'all' if n is None else n}"
-            results[key] = _curve(
-                model, train, data["validation"], data["test"], epochs, s["batch_size"]
+            out = fit_and_test(
+                make(start),
+                _adam(s["learning_rate"]),
+                train,
+                batch_size=s["batch_size"],
+                epochs=epochs,
+                validation=data["validation"],
+                test=data["test"],
             )
+            results[key] = {
+                "val_accuracy": out["history"]["val_accuracy"],
+                "test_accuracy": out["test_accuracy"],
+                "seconds": out["seconds"],
+            }
             r = results[key]
             run.log(
                 f"  {label} {key:15s} ({len(train[1])} images, {epochs} epochs): "
@@ -106,14 +91,15 @@ def run(run, s):
     low = digits(seed=s["seed"], rgb=True, classes=[0, 1, 2, 3, 4])
     high = digits(seed=s["seed"], rgb=True, classes=[5, 6, 7, 8, 9])
     keras.utils.set_random_seed(s["seed"])
-    source = _compile(_model(s["near_model"], 5, near_shape, s), s["learning_rate"])
-    source.fit(
-        *low["train"],
+    source = _model(s["near_model"], 5, near_shape, s)
+    source_accuracy = fit_and_test(
+        source,
+        _adam(s["learning_rate"]),
+        low["train"],
         batch_size=s["batch_size"],
         epochs=s["pretrain_epochs"],
-        verbose=0,
-    )
-    _, source_accuracy = source.evaluate(*low["test"], verbose=0)
+        test=low["test"],
+    )["test_accuracy"]
     run.log(f"  source network: test accuracy {source_accuracy:.4f} on digits 0-4")
     run.record("near_source_test_accuracy", float(source_accuracy))
     body_weights = source.get_layer("body").get_weights()

@@ -22,8 +22,11 @@ TABLE_1 = {
 }
 
 
-def _inception(x, key, inception, batch_norm):
-    f1, r3, f3, r5, f5, pp = TABLE_1[key]
+def inception_module(spec, inception="reduced", **kwargs):
+    """The InceptionBlock of one row of Table 1, `(#1x1, #3x3 reduce, #3x3,
+    #5x5 reduce, #5x5, pool proj)`; `inception="naive"` drops the three 1x1
+    reductions (the paper's Figure 2a). Other keyword arguments go to the block."""
+    f1, r3, f3, r5, f5, pp = spec
     if inception == "naive":
         r3 = r5 = pp = None
     return InceptionBlock(
@@ -33,8 +36,13 @@ def _inception(x, key, inception, batch_norm):
         filters_3x3_reduce=r3,
         filters_5x5_reduce=r5,
         filters_pool_proj=pp,
-        batch_norm=batch_norm,
-        name=f"inception_{key}",
+        **kwargs,
+    )
+
+
+def _inception(x, key, inception, batch_norm):
+    return inception_module(
+        TABLE_1[key], inception, batch_norm=batch_norm, name=f"inception_{key}"
     )(x)
 
 

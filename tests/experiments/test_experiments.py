@@ -38,6 +38,7 @@ TINY = {
         "step_batch": 2,
         "step_repeats": 1,
         "googlenet_step_size": 32,
+        "googlenet_flops_size": 32,
         "epochs": 1,
     },
     "degradation": {
