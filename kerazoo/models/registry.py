@@ -152,6 +152,7 @@ def create_model(
     classifier_activation="softmax",
     preprocessing=None,
     reset_head=False,
+    weights_map=None,
     **family_options,
 ):
     """Builds a registered model: preprocessing, a `"body"`, then the head.
@@ -176,6 +177,8 @@ def create_model(
             local `.keras` file (loaded with `safe_mode=True`) or `.weights.h5`
             file of the same architecture: every weight is checked before any
             is assigned, and a mismatch names the first one and both shapes.
+            Or a PyTorch checkpoint (`.pth`, `.pt`, `.bin`, `.ckpt`), read
+            without torch, with `weights_map`.
         include_top: False returns the body's features: pooled by `pooling`, or
             the feature map when `pooling=None`.
         pooling: `"avg"`, `"max"`, or None (only with `include_top=False`).
@@ -185,6 +188,9 @@ def create_model(
         preprocessing: `ImagePreprocessing` mode; default per family.
         reset_head: With a weights file whose classifier has another number of
             classes, keep the new (random) classifier instead of refusing.
+        weights_map: For a PyTorch checkpoint: a dict from the model's
+            variable paths to the checkpoint's keys, or a function of the path
+            (`kerazoo.pretrained.torch_files`).
         **family_options: Options of the family (e.g. `inception="naive"` for
             GoogLeNet).
 
@@ -204,7 +210,25 @@ def create_model(
     if pooling is None and include_top:
         raise ValueError("`pooling=None` needs `include_top=False`.")
     from kerazoo.pretrained.files import is_weights_path
+    from kerazoo.pretrained.torch_files import is_torch_path
 
+    if is_torch_path(weights):
+        from kerazoo.pretrained.torch_files import load_torch_file
+
+        model = create_model(
+            name,
+            num_classes,
+            input_shape=input_shape,
+            include_top=include_top,
+            pooling=pooling,
+            dropout=dropout,
+            classifier_activation=classifier_activation,
+            preprocessing=preprocessing,
+            **family_options,
+        )
+        return load_torch_file(model, weights, weights_map, reset_head=reset_head)
+    if weights_map is not None:
+        raise ValueError("`weights_map` applies to PyTorch checkpoints only.")
     if is_weights_path(weights):
         from kerazoo.pretrained.files import load_weights_file
 
@@ -229,11 +253,21 @@ def create_model(
         from kerazoo.pretrained import find_weights
 
         entry = find_weights(name, weights)
-        if (preprocessing or info.preprocessing) != entry.preprocessing:
+        # "custom": the affine map recorded with the weights, set when loading.
+        expected = info.preprocessing if entry.preprocessing == "custom" else None
+        expected = expected or entry.preprocessing
+        if preprocessing not in (None, expected):
             raise ValueError(
                 f"The {weights!r} weights of {name!r} expect preprocessing "
                 f"{entry.preprocessing!r}. Received: preprocessing={preprocessing!r}"
             )
+        preprocessing = expected
+        for key, value in entry.options:
+            if family_options.setdefault(key, value) != value:
+                raise ValueError(
+                    f"The {weights!r} weights of {name!r} need {key}={value!r}. "
+                    f"Received: {key}={family_options[key]!r}"
+                )
     input_shape = _check_input_shape(info, input_shape)
     dropout = info.dropout if dropout is None else dropout
     check_fraction("dropout", dropout)

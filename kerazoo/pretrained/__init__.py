@@ -34,18 +34,48 @@ __all__ = [
 ]
 
 
-def load_pretrained(model, name, tag, head=True):
+def load_pretrained(model, name, tag, head=True, log=print):
     """Loads the manifest's `tag` weights of model `name` into `model`.
 
     The file's sha256 is checked before it is read; every shape is checked
     before anything is assigned. With `head=False` the classifier keeps its
-    own (new) weights.
+    own (new) weights. Weights ported from keras.applications are downloaded
+    and ported once, into the cache (`kerazoo.pretrained.cache`); `log`
+    receives the progress of that.
     """
-    from kerazoo.pretrained.efficientnet_lite import load_efficientnet_lite
-    from kerazoo.pretrained.manifest import weights_file
-
     entry = find_weights(name, tag)
-    path = weights_file(entry)
     if entry.converter == "efficientnet_lite":
-        return load_efficientnet_lite(model, path, head=head)
+        from kerazoo.pretrained.efficientnet_lite import load_efficientnet_lite
+        from kerazoo.pretrained.manifest import weights_file
+
+        return load_efficientnet_lite(model, weights_file(entry), head=head)
+    if entry.converter == "keras_applications":
+        from kerazoo.pretrained.cache import cached_weights
+
+        values, record = cached_weights(entry, log=log)
+        return _assign_by_path(model, values, record, head)
     raise ValueError(f"No converter {entry.converter!r}.")
+
+
+def _assign_by_path(model, values, record, head):
+    import numpy as np
+
+    from kerazoo.pretrained.assign import assign_checked
+
+    pairs = []
+    for variable in model.weights:
+        if variable.path.startswith("predictions/") and not head:
+            continue
+        if variable.path not in values:
+            raise WeightMismatchError(
+                f"The ported {record['model']!r} weights have no {variable.path}: "
+                "is the model built with other options? Nothing was loaded."
+            )
+        pairs.append((variable, np.asarray(values[variable.path])))
+    assign_checked(pairs)
+    preprocessing = record["preprocessing"]
+    if preprocessing["mode"] == "custom":
+        model.get_layer("preprocessing").set_affine(
+            preprocessing["scale"], preprocessing["offset"]
+        )
+    return model

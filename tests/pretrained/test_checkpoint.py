@@ -3,88 +3,19 @@ PyTorch's formats (no torch needed), on a malicious pickle, on truncated files
 and on the official EfficientNet-Lite0 weights when their package is installed."""
 
 import collections
-import io
 import os
 import pickle
-import struct
-import sys
-import types
 import zipfile
 
 import numpy as np
 import pytest
+from torch_format import Tensor
+from torch_format import write_legacy
+from torch_format import write_zip
 
 from kerazoo.pretrained import CheckpointFormatError
 from kerazoo.pretrained import UnsafeCheckpointError
 from kerazoo.pretrained import load_checkpoint
-
-# --- a minimal writer of PyTorch's two formats, for the tests -----------------
-
-
-class _FakeStorageType:
-    pass
-
-
-def _rebuild_tensor_v2(*args):  # stands in for torch._utils._rebuild_tensor_v2
-    raise AssertionError("never called when writing")
-
-
-class _Tensor:
-    """A tensor to pickle: a view (offset, shape, strides) of a storage."""
-
-    def __init__(self, storage_key, offset, shape, strides):
-        self.args = (storage_key, offset, shape, strides)
-
-    def __reduce__(self):
-        key, offset, shape, strides = self.args
-        return (
-            _rebuild_tensor_v2,
-            (
-                ("storage", key),
-                offset,
-                tuple(shape),
-                tuple(strides),
-                False,
-                collections.OrderedDict(),
-            ),
-        )
-
-
-@pytest.fixture()
-def fake_torch(monkeypatch):
-    """Registers `torch`, `torch._utils` and storage classes in sys.modules so
-    that pickle can name them; removed after the test."""
-    torch = types.ModuleType("torch")
-    utils = types.ModuleType("torch._utils")
-    utils._rebuild_tensor_v2 = _rebuild_tensor_v2
-    _rebuild_tensor_v2.__module__ = "torch._utils"
-    storages = {}
-    for name in ("FloatStorage", "LongStorage", "HalfStorage"):
-        cls = type(name, (_FakeStorageType,), {"__module__": "torch"})
-        setattr(torch, name, cls)
-        storages[name] = cls
-    torch._utils = utils
-    monkeypatch.setitem(sys.modules, "torch", torch)
-    monkeypatch.setitem(sys.modules, "torch._utils", utils)
-    return storages
-
-
-class _Pickler(pickle.Pickler):
-    def __init__(self, file, storages, types_):
-        super().__init__(file, protocol=2)
-        self.storages, self.types = storages, types_
-
-    def persistent_id(self, obj):
-        if isinstance(obj, tuple) and len(obj) == 2 and obj[0] == "storage":
-            key = obj[1]
-            data = self.storages[key]
-            kind = {
-                "float32": "FloatStorage",
-                "int64": "LongStorage",
-                "float16": "HalfStorage",
-            }[data.dtype.name]
-            return ("storage", self.types[kind], key, "cpu", data.size, None)
-        return None
 
 
 def _example():
@@ -96,11 +27,11 @@ def _example():
     }
     state = collections.OrderedDict(
         [
-            ("conv.weight", _Tensor("0", 0, (2, 3, 4), (12, 4, 1))),
-            ("conv.transposed", _Tensor("0", 0, (4, 3), (1, 4))),  # a strided view
-            ("fc.bias", _Tensor("0", 20, (4,), (1,))),  # an offset into it
-            ("bn.num_batches_tracked", _Tensor("1", 0, (), ())),
-            ("half", _Tensor("2", 0, (2, 3), (3, 1))),
+            ("conv.weight", Tensor("0", 0, (2, 3, 4), (12, 4, 1))),
+            ("conv.transposed", Tensor("0", 0, (4, 3), (1, 4))),  # a strided view
+            ("fc.bias", Tensor("0", 20, (4,), (1,))),  # an offset into it
+            ("bn.num_batches_tracked", Tensor("1", 0, (), ())),
+            ("half", Tensor("2", 0, (2, 3), (3, 1))),
         ]
     )
     expected = {
@@ -113,28 +44,6 @@ def _example():
     return storages, {"state_dict": state, "epoch": 3}, expected
 
 
-def _write_legacy(path, storages, obj, types_, truncate=0):
-    buffer = io.BytesIO()
-    for header in (0x1950A86A20F9469CFC6C, 1001, {"little_endian": True}):
-        pickle.dump(header, buffer, protocol=2)
-    _Pickler(buffer, storages, types_).dump(obj)
-    pickle.dump(list(storages), buffer, protocol=2)
-    for data in storages.values():
-        buffer.write(struct.pack("<q", data.size))
-        buffer.write(data.tobytes())
-    raw = buffer.getvalue()
-    path.write_bytes(raw[: len(raw) - truncate] if truncate else raw)
-
-
-def _write_zip(path, storages, obj, types_):
-    buffer = io.BytesIO()
-    _Pickler(buffer, storages, types_).dump(obj)
-    with zipfile.ZipFile(path, "w") as archive:
-        archive.writestr("archive/data.pkl", buffer.getvalue())
-        for key, data in storages.items():
-            archive.writestr(f"archive/data/{key}", data.tobytes())
-
-
 def _check(loaded, expected):
     assert set(loaded) == {f"state_dict.{k}" for k in expected}
     for name, value in expected.items():
@@ -143,7 +52,7 @@ def _check(loaded, expected):
         np.testing.assert_array_equal(got, value)
 
 
-@pytest.mark.parametrize("writer", [_write_legacy, _write_zip])
+@pytest.mark.parametrize("writer", [write_legacy, write_zip])
 def test_reads_both_formats(fake_torch, tmp_path, writer):
     storages, obj, expected = _example()
     path = tmp_path / "model.pth"
@@ -177,7 +86,7 @@ def test_malicious_pickle_is_refused_and_runs_nothing(tmp_path, container):
 def test_truncated_and_foreign_files_are_refused(fake_torch, tmp_path):
     storages, obj, _ = _example()
     path = tmp_path / "cut.pth"
-    _write_legacy(path, storages, obj, fake_torch, truncate=10)
+    write_legacy(path, storages, obj, fake_torch, truncate=10)
     with pytest.raises(CheckpointFormatError, match="truncated"):
         load_checkpoint(path)
     other = tmp_path / "notes.pth"

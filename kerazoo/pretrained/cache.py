@@ -1,0 +1,275 @@
+"""The weights cache: downloads checked and kept in `$KERAZOO_HOME`.
+
+A `keras_applications` manifest entry is fetched once from its URL into
+`$KERAZOO_HOME/downloads/` (streamed to a temporary name, its md5 checked
+against the one Keras publishes, then renamed), ported into kerazoo's own
+architecture (`from_keras_application`) and kept as
+`$KERAZOO_HOME/weights/MODEL-TAG.npz`: every variable by its path, readable
+without pickle. Beside it, `MODEL-TAG.json` records the source's URL, md5 and
+sha256, the ported file's sha256 (checked before every use), the preprocessing
+and the conversion report (outputs of the source and the port on sample
+images). A file that fails a check is removed and the error says so.
+
+`KERAZOO_HOME` defaults to `$XDG_CACHE_HOME/kerazoo` (`~/.cache/kerazoo`).
+With `KERAZOO_OFFLINE=1`, or when the download fails, a missing file raises
+`WeightsUnavailableError` naming the URL and where to put the file.
+"""
+
+import hashlib
+import json
+import os
+import pathlib
+import tempfile
+import time
+import urllib.error
+import urllib.request
+
+import numpy as np
+
+from kerazoo.pretrained.manifest import WeightsIntegrityError
+from kerazoo.pretrained.manifest import WeightsUnavailableError
+from kerazoo.pretrained.manifest import sha256_of
+
+
+def kerazoo_home():
+    """The cache folder: `$KERAZOO_HOME`, else `$XDG_CACHE_HOME/kerazoo`, else
+    `~/.cache/kerazoo`."""
+    if os.environ.get("KERAZOO_HOME"):
+        return pathlib.Path(os.environ["KERAZOO_HOME"]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or pathlib.Path.home() / ".cache"
+    return pathlib.Path(base) / "kerazoo"
+
+
+def offline():
+    return os.environ.get("KERAZOO_OFFLINE", "").lower() in ("1", "true", "yes")
+
+
+def _digest(path, name):
+    digest = hashlib.new(name)
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _remove(path):
+    try:
+        os.remove(path)
+    except FileNotFoundError:
+        pass
+
+
+def _progress(log, url, done, total, start):
+    rate = done / max(time.perf_counter() - start, 1e-9) / 2**20
+    size = f"/{total / 2**20:.1f}" if total else ""
+    log(f"  {done / 2**20:.1f}{size} MiB ({rate:.1f} MiB/s)")
+
+
+def download(url, destination, md5=None, log=print):
+    """Fetches `url` to `destination`, all or nothing.
+
+    The bytes go to a temporary file in the same folder, which becomes
+    `destination` (an atomic rename) only when it is complete (as long as the
+    server's Content-Length) and its md5 is `md5`; otherwise it is removed and
+    `WeightsIntegrityError` is raised. Network failures raise
+    `WeightsUnavailableError` naming the URL and `destination`.
+    """
+    destination = pathlib.Path(destination)
+    if offline():
+        raise WeightsUnavailableError(
+            _missing(url, destination, "KERAZOO_OFFLINE is set")
+        )
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    handle, partial = tempfile.mkstemp(
+        prefix=destination.name + ".", suffix=".part", dir=destination.parent
+    )
+    try:
+        with os.fdopen(handle, "wb") as out:
+            try:
+                response = urllib.request.urlopen(url, timeout=60)
+            except (urllib.error.URLError, OSError, ValueError) as error:
+                raise WeightsUnavailableError(
+                    _missing(url, destination, f"the download failed ({error})")
+                ) from None
+            with response:
+                total = int(response.headers.get("Content-Length") or 0)
+                log(f"downloading {url}")
+                done, start, shown = 0, time.perf_counter(), 0.0
+                while block := response.read(1 << 20):
+                    out.write(block)
+                    done += len(block)
+                    if time.perf_counter() - shown > 2:
+                        shown = time.perf_counter()
+                        _progress(log, url, done, total, start)
+                _progress(log, url, done, total, start)
+        if total and done != total:
+            raise WeightsIntegrityError(
+                f"{url}: received {done:,d} of {total:,d} bytes (truncated); "
+                "nothing was kept. Run again to retry."
+            )
+        if md5 is not None:
+            digest = _digest(partial, "md5")
+            if digest != md5:
+                raise WeightsIntegrityError(
+                    f"{url}: md5 {digest}, expected {md5} (corrupt, truncated, or "
+                    "not the published file); nothing was kept."
+                )
+        os.replace(partial, destination)
+    finally:
+        _remove(partial)
+    return destination
+
+
+def _missing(url, destination, why):
+    return (
+        f"The weights are not in the cache and cannot be downloaded: {why}. "
+        f"Fetch {url} on a machine with a network and put it at {destination} "
+        "(it is checked before use), or unset KERAZOO_OFFLINE."
+    )
+
+
+def _paths(entry):
+    home = kerazoo_home()
+    stem = f"{entry.model}-{entry.tag}"
+    return (
+        home / "downloads" / entry.url.rsplit("/", 1)[-1],
+        home / "weights" / f"{stem}.npz",
+        home / "weights" / f"{stem}.json",
+    )
+
+
+def record_path(entry):
+    """Where the record (sources, checksums, conversion report) of a ported
+    entry is kept."""
+    return _paths(entry)[2]
+
+
+def _source_file(entry, log):
+    """Keras's file for `entry`: the one in the cache when its md5 holds (a
+    bad one is removed), else downloaded."""
+    path, _, _ = _paths(entry)
+    if path.exists():
+        digest = _digest(path, "md5")
+        if digest == entry.md5:
+            return path
+        _remove(path)
+        log(f"{path}: md5 {digest}, expected {entry.md5}: removed, fetching again")
+    return download(entry.url, path, md5=entry.md5, log=log)
+
+
+def sample_images(size, count=8, seed=0):
+    """Images for conversion reports: scikit-image's photographs when it is
+    installed, then random noise, `count` in all, `size` x `size`, 0-255."""
+    import keras
+
+    images = []
+    try:
+        from skimage import data
+
+        for name in ("chelsea", "coffee", "astronaut", "rocket"):
+            images.append(np.asarray(getattr(data, name)(), "float32")[..., :3])
+    except ImportError:
+        pass
+    images = [
+        keras.ops.convert_to_numpy(
+            keras.ops.image.resize(x[None], (size, size), interpolation="bicubic")
+        )[0]
+        for x in images[:count]
+    ]
+    rng = np.random.default_rng(seed)
+    while len(images) < count:
+        images.append(rng.uniform(0, 255, (size, size, 3)).astype("float32"))
+    return np.clip(np.stack(images), 0, 255)
+
+
+def conversion_report(source, ported, size):
+    """How closely `ported` computes `source`'s function on sample images."""
+    x = sample_images(size)
+    a = np.asarray(source.predict_on_batch(x), "float64")
+    b = np.asarray(ported.predict_on_batch(x), "float64")
+    return {
+        "images": len(x),
+        "max_abs_difference": float(np.max(np.abs(a - b))),
+        "top1_agreement": int(np.sum(a.argmax(-1) == b.argmax(-1))),
+    }
+
+
+def port_keras_application(entry, log=print):
+    """Downloads (once) and ports the Keras file of `entry` into the cache;
+    returns the path of the ported `.npz`."""
+    import keras
+
+    from kerazoo import __version__
+    from kerazoo.pretrained.keras_applications import from_keras_application
+
+    source_path = _source_file(entry, log)
+    _, ported_path, record_path = _paths(entry)
+    log(f"porting {source_path.name} into kerazoo's {entry.model}")
+    size = entry.input_size
+    source = getattr(keras.applications, entry.application)(
+        weights=str(source_path), input_shape=(size, size, 3)
+    )
+    model = from_keras_application(source, entry.model)
+    report = conversion_report(source, model, size)
+    log(
+        f"  conversion report: max |difference| {report['max_abs_difference']:.2e} "
+        f"on {report['images']} images, top-1 agrees on {report['top1_agreement']}"
+    )
+    preprocessing = model.get_layer("preprocessing")
+    record = {
+        "model": entry.model,
+        "tag": entry.tag,
+        "source_url": entry.url,
+        "source_md5": entry.md5,
+        "source_sha256": sha256_of(source_path),
+        "options": dict(entry.options),
+        "preprocessing": {
+            "mode": preprocessing.mode,
+            "scale": list(preprocessing.scale),
+            "offset": list(preprocessing.offset),
+        },
+        "conversion_report": report,
+        "kerazoo_version": __version__,
+    }
+    ported_path.parent.mkdir(parents=True, exist_ok=True)
+    handle, partial = tempfile.mkstemp(suffix=".npz", dir=ported_path.parent)
+    os.close(handle)
+    try:
+        np.savez(
+            partial, **{v.path: keras.ops.convert_to_numpy(v) for v in model.weights}
+        )
+        record["sha256"] = sha256_of(partial)
+        _write_json(record_path, record)
+        os.replace(partial, ported_path)
+    finally:
+        _remove(partial)
+    keras.utils.clear_session()
+    return ported_path
+
+
+def _write_json(path, data):
+    handle, partial = tempfile.mkstemp(suffix=".json", dir=path.parent)
+    with os.fdopen(handle, "w") as f:
+        json.dump(data, f, indent=2)
+    os.replace(partial, path)
+
+
+def cached_weights(entry, log=print):
+    """`(values, record)` of a `keras_applications` entry: the ported weights
+    by variable path and their record, porting them first if needed. A ported
+    file whose sha256 differs from its record is removed and refused."""
+    _, ported_path, record_path = _paths(entry)
+    if not (ported_path.exists() and record_path.exists()):
+        port_keras_application(entry, log=log)
+    record = json.loads(record_path.read_text())
+    digest = sha256_of(ported_path)
+    if digest != record.get("sha256"):
+        _remove(ported_path)
+        raise WeightsIntegrityError(
+            f"{ported_path} has sha256 {digest}, its record {record_path} says "
+            f"{record.get('sha256')}: the file is corrupt and was removed. Run "
+            "again to port the weights anew."
+        )
+    with np.load(ported_path, allow_pickle=False) as data:
+        values = {key: data[key] for key in data.files}
+    return values, record
