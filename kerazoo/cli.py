@@ -646,12 +646,16 @@ def build_parser():
             "Runs the A/B benchmarks of benchmarks/ (each alternates kerazoo and "
             "the reference after warm-up and reports the median time ratio with "
             "its spread) and checks each ratio against its target. Benchmarks: "
-            + "; ".join(f"{name}: {about}" for name, (_, _, about) in SUITE.items())
+            + "; ".join(f"{name}: {about}" for name, (_, _, about, _) in SUITE.items())
         ),
     )
     p.add_argument("names", nargs="*", help="benchmarks to run (default: all)")
     p.add_argument("--quick", action="store_true", help="small and short (a check)")
-    p.add_argument("--jit", action="store_true", help="jit_compile=True on both sides")
+    p.add_argument(
+        "--jit",
+        action="store_true",
+        help="jit_compile=True on both sides (where the benchmark compiles a model)",
+    )
     p.add_argument("--json", metavar="PATH", help="write every number here")
     p.set_defaults(func=_cmd_bench)
     return parser

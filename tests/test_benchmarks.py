@@ -2,6 +2,7 @@
 its speed, which benchmarks/RESULTS.md records)."""
 
 import json
+from pathlib import Path
 
 from kerazoo.bench import load_benchmark
 
@@ -94,3 +95,46 @@ def test_kerazoo_bench_checks_targets(tmp_path, capsys):
     assert "targets hold" in capsys.readouterr().out
     assert main(["bench", "normalisation"]) == 2
     assert "Unknown benchmark 'normalisation'" in capsys.readouterr().err
+
+
+TINY = Path(__file__).resolve().parent / "finetune" / "tiny.yaml"
+
+
+def test_bench_pipeline_reports_both_ratios(tmp_path):
+    bench = load_benchmark("bench_pipeline")
+    out = tmp_path / "pipeline.json"
+    results = bench.main(
+        [
+            *("--model", "resnet20", "--images", "40", "--side", "64"),
+            *("--size", "32", "--batch", "8"),
+            *("--repeats", "1", "--json", str(out)),
+        ]
+    )
+    assert set(results) == {
+        "pipeline alone vs training",
+        "fit on the pipeline vs in memory",
+    }
+    for r in results.values():
+        assert r["ratio_min"] <= r["ratio_median"] <= r["ratio_max"]
+        assert r["a_ms"] > 0 and r["b_ms"] > 0
+    written = json.loads(out.read_text())
+    assert written["images"] == 32 and written["images_per_s"]["pipeline"] > 0
+
+
+def test_bench_stage1_and_tuner_report_their_ratios(tmp_path):
+    stage1 = load_benchmark("bench_stage1").main(
+        ["--recipe", str(TINY), "--epochs", "1", "--repeats", "1"]
+    )
+    r = stage1["cached vs uncached stage 1"]
+    assert r["ratio_median"] > 0 and r["a_ms"] > 0 and r["b_ms"] > 0
+    assert len(r["test_accuracy"]["cached"]) == 1
+    tuner = load_benchmark("bench_tuner").main(
+        [
+            *("--recipe", str(TINY), "--trials", "2", "--repeats", "1"),
+            *("--set", "search={epochs: 1}"),
+        ]
+    )
+    share = tuner["tuner overhead share"]
+    assert 0 < share["ratio_median"] < 1 and share["trials"] == 2
+    # keras-tuner's share is what is left of the search after the fits.
+    assert share["a_ms"] < share["b_ms"]

@@ -41,6 +41,7 @@ class SearchHyperModel:
                 return outer.fit(hp, model, *args, **kwargs)
 
         self.hypermodel = _HyperModel(name=f"{recipe.name}_search")
+        self.fit_seconds = []  # wall time of each trial's `fit`, this process
 
     def optimizer(self, hp):
         from kerazoo import optimizers
@@ -110,9 +111,12 @@ class SearchHyperModel:
         else:
             batch_size = self.recipe.stage1.batch_size or 32
         kwargs.pop("batch_size", None)
-        return model.fit(
+        start = time.perf_counter()
+        history = model.fit(
             x, y, batch_size=batch_size, validation_data=validation_data, **kwargs
         )
+        self.fit_seconds.append(time.perf_counter() - start)
+        return history
 
 
 def _tuner(recipe, hypermodel, directory):
@@ -256,6 +260,7 @@ def search(recipe, log=print):
     done = 0
     if role == "single":  # a worker's oracle is a client of the chief's
         done = sum(t.status == "COMPLETED" for t in tuner.oracle.trials.values())
+        _retry_interrupted(tuner.oracle, log)
     if done:
         log(f"resuming the search in {directory}: {done} trials already completed")
     space = recipe.search
@@ -270,6 +275,7 @@ def search(recipe, log=print):
             f"{os.environ['KERASTUNER_ORACLE_PORT']}"
         )
     x, y = features["train"]
+    start = time.perf_counter()
     tuner.search(
         x,
         y,
@@ -278,6 +284,14 @@ def search(recipe, log=print):
         verbose=0,
         callbacks=[keras.callbacks.TerminateOnNaN()],
     )
+    timing = _timing(time.perf_counter() - start, model.fit_seconds)
+    if timing["trials"]:
+        log(
+            f"{timing['trials']} trials in {timing['search_seconds']:.1f} s, of "
+            f"which fitting {timing['fit_seconds']:.1f} s; keras-tuner's own share "
+            f"(oracle, model building, checkpoints) {timing['overhead_share']:.1%}"
+        )
+        (out / "timing.json").write_text(json.dumps(timing, indent=2))
     if role == "worker":
         log("worker done; the chief writes the results")
         return []
@@ -285,6 +299,30 @@ def search(recipe, log=print):
     _write(rows, out, space.objective)
     _print(rows, space.objective, log)
     return rows
+
+
+def _retry_interrupted(oracle, log):
+    """Queues again the trials that a crash left RUNNING. keras-tuner retries
+    the trials its saved state lists as ongoing, but it writes a new trial's
+    file before its own state: a kill between the two leaves a trial RUNNING
+    that it would never run, yet count towards max_trials."""
+    queued = set(oracle._retry_queue)
+    queued |= {t.trial_id for t in oracle.ongoing_trials.values()}
+    for trial_id, trial in sorted(oracle.trials.items()):
+        if trial.status == "RUNNING" and trial_id not in queued:
+            oracle._retry_queue.append(trial_id)
+            log(f"trial {trial_id} was interrupted: it runs again")
+
+
+def _timing(search_seconds, fit_seconds):
+    fit = sum(fit_seconds)
+    return {
+        "trials": len(fit_seconds),
+        "search_seconds": search_seconds,
+        "fit_seconds": fit,
+        "overhead_seconds": search_seconds - fit,
+        "overhead_share": (search_seconds - fit) / search_seconds if fit else 0.0,
+    }
 
 
 def _role():

@@ -188,3 +188,23 @@ def test_memory_stays_bounded_across_trials(tmp_path):
     growth = _rss_mib() - before
     # Measured: 62 MiB for these 20 trials (the features are computed again).
     assert growth < 150, f"resident memory grew by {growth:.0f} MiB over 20 trials"
+
+
+def test_trial_left_running_by_a_crash_runs_again(tmp_path):
+    """The window keras-tuner leaves open: a new trial's file is written before
+    the oracle's state, so a kill between the two leaves a RUNNING trial that
+    the oracle does not list as ongoing. Rerunning must run it, not skip it."""
+    recipe = load_recipe(
+        TINY, [f"output_dir={tmp_path}", "search={max_trials: 3, epochs: 1}"]
+    )
+    search(recipe, log=lambda line: None)
+    path = next((tmp_path / "search").glob("trial_1/trial.json"))
+    trial = json.loads(path.read_text())
+    trial["status"], trial["metrics"] = "RUNNING", {"metrics": {}}
+    path.write_text(json.dumps(trial))
+    lines = []
+    rows = search(recipe, log=lines.append)
+    assert "trial 1 was interrupted: it runs again" in lines
+    assert len(rows) == 3
+    statuses = [status for status, _ in _trials(tmp_path).values()]
+    assert statuses == ["COMPLETED"] * 3
