@@ -20,7 +20,7 @@ import keras
 from kerazoo.recipes import load_recipe
 from kerazoo.tuning import search
 
-RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "digits_search.yaml"
+RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "tune_quickstart.yaml"
 
 
 def one_search(recipe_path, overrides):

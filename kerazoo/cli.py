@@ -338,9 +338,13 @@ def _cmd_tune(args):
         return 2
     from kerazoo.tuning import search
 
+    if args.parallel:
+        from kerazoo.tuning.parallel import run_parallel
+
+        return run_parallel(args, log=_log)
     if args.chief or args.worker is not None:
         os.environ["KERASTUNER_ORACLE_IP"] = args.oracle_ip
-        os.environ["KERASTUNER_ORACLE_PORT"] = str(args.oracle_port)
+        os.environ["KERASTUNER_ORACLE_PORT"] = str(args.oracle_port or 8000)
         os.environ["KERASTUNER_TUNER_ID"] = (
             "chief" if args.chief else f"tuner{args.worker}"
         )
@@ -585,11 +589,13 @@ def build_parser():
 
     p = sub.add_parser(
         "tune",
-        help="keras-tuner search of the head's initializer and optimizer",
+        help="keras-tuner search of initializers, optimizers and stage-2 choices",
         description=(
             "Searches the recipe's `search` space (initializers, optimizers and "
-            "their hyperparameters, batch sizes) on the frozen body's cached "
-            "features; rerunning the same command resumes the search."
+            "their hyperparameters, batch sizes; stage-2 unfreeze depth and body "
+            "learning-rate multiplier) on the frozen body's cached features, or "
+            "as whole fine-tuning runs; rerunning the same command resumes the "
+            "search and writes best_recipe.yaml."
         ),
     )
     p.add_argument("recipe", help="a recipe with a `search` section")
@@ -609,8 +615,20 @@ def build_parser():
     role.add_argument(
         "--worker", type=int, metavar="N", help="run trials for the chief, as worker N"
     )
+    role.add_argument(
+        "--parallel",
+        type=_positive_int,
+        metavar="N",
+        help="run N workers on this machine (one GPU each when there are GPUs) "
+        "and a chief, on 127.0.0.1",
+    )
     p.add_argument("--oracle-ip", default="127.0.0.1", help="default: %(default)s")
-    p.add_argument("--oracle-port", type=int, default=8000, help="default: %(default)s")
+    p.add_argument(
+        "--oracle-port",
+        type=int,
+        default=None,
+        help="default: 8000 (with --parallel: a free port)",
+    )
     p.set_defaults(func=_cmd_tune)
 
     from kerazoo.experiments import EXPERIMENTS

@@ -59,6 +59,20 @@ class ModelSpec(_Strict):
     options: dict[str, typing.Any] = Field(
         default_factory=dict, description="Family options (`create_model`)."
     )
+    initializer: typing.Literal[INITIALIZERS] | None = Field(
+        None,
+        description="Re-initialise every convolution and dense kernel of the body "
+        "with this (training from scratch: needs weights: null).",
+    )
+
+    @model_validator(mode="after")
+    def _initializer_from_scratch(self):
+        if self.initializer is not None and self.weights is not None:
+            raise ValueError(
+                f"initializer {self.initializer!r} re-initialises the body, which "
+                f"would discard the {self.weights!r} weights: set weights: null"
+            )
+        return self
 
     @field_validator("name")
     @classmethod
@@ -251,9 +265,23 @@ class LearningRateRange(_Strict):
         return self
 
 
+class MultiplierRange(_Strict):
+    min: float = Field(gt=0)
+    max: float = Field(gt=0)
+
+    @model_validator(mode="after")
+    def _ordered(self):
+        if self.min >= self.max:
+            raise ValueError(f"min ({self.min}) must be below max ({self.max})")
+        return self
+
+
 class Search(_Strict):
-    """keras-tuner search of the new head's initializer and optimizer
-    (`kerazoo tune RECIPE`), trained as stage 1 is."""
+    """keras-tuner search of initializers and optimizers (`kerazoo tune
+    RECIPE`). Without stage-2 choices each trial trains the new head on cached
+    body features, as stage 1 does; with `unfreeze` or `body_lr_multiplier`
+    choices, or stage1.epochs 0, each trial is a whole fine-tuning run of the
+    recipe (and with weights: null the initializer draws every layer)."""
 
     oracle: typing.Literal["random", "bayesian", "hyperband"] = "random"
     objective: typing.Literal["val_accuracy", "val_loss"] = "val_accuracy"
@@ -268,6 +296,29 @@ class Search(_Strict):
     )
     learning_rate: LearningRateRange = LearningRateRange()
     batch_sizes: list[int] | None = None
+    unfreeze: list[int | str] | None = Field(
+        None,
+        min_length=1,
+        description="Stage-2 unfreeze depths to choose from (numbers of last body "
+        "stages, or `all`).",
+    )
+    body_lr_multiplier: MultiplierRange | None = Field(
+        None, description="Stage-2 body learning-rate multiplier, log-uniform."
+    )
+
+    @field_validator("unfreeze")
+    @classmethod
+    def _depths(cls, values):
+        for value in values or []:
+            if not (value == "all" or (isinstance(value, int) and value >= 1)):
+                raise ValueError(
+                    f"each choice is `all` or a number of stages >= 1, got {value!r}"
+                )
+        return values
+
+    @property
+    def stage2_choices(self):
+        return self.unfreeze is not None or self.body_lr_multiplier is not None
 
 
 class Debug(_Strict):
@@ -293,6 +344,13 @@ class Recipe(_Strict):
         "none",
         description="`mirrored`: MirroredStrategy over this machine's GPUs.",
     )
+    precision: typing.Literal["float32", "mixed_float16", "mixed_bfloat16", "auto"] = (
+        Field(
+            "float32",
+            description="Keras dtype policy of the run; `auto`: mixed_float16 on a "
+            "GPU of compute capability 7.0 or more, float32 otherwise.",
+        )
+    )
     output_dir: str = "runs/run"
     tensorboard: bool = False
     export: Export | None = None
@@ -311,6 +369,25 @@ class Recipe(_Strict):
                 "Keras 3.15); use 'mirrored' for the GPUs of one machine"
             )
         return value
+
+    @model_validator(mode="after")
+    def _searchable(self):
+        search = self.search
+        if search is None:
+            return self
+        if search.stage2_choices and not self.stage2.epochs:
+            raise ValueError(
+                "search.unfreeze and search.body_lr_multiplier choose how stage 2 "
+                "trains, but stage2.epochs is 0"
+            )
+        full = search.stage2_choices or self.stage1.epochs == 0
+        if full and search.oracle == "hyperband":
+            raise ValueError(
+                "search.oracle: hyperband sets each trial's epochs, but with "
+                "stage-2 choices or stage1.epochs 0 each trial is a whole "
+                "fine-tuning run whose epochs the recipe sets; use random or bayesian"
+            )
+        return self
 
     def to_dict(self):
         return self.model_dump(mode="json")

@@ -146,6 +146,8 @@ def build(recipe, num_classes):
     )
     pre = base.get_layer("preprocessing")
     body = base.get_layer("body")
+    if spec.initializer is not None:  # from scratch, with the chosen start
+        initializers.reinitialize(body, spec.initializer)
     pool = base.get_layer("pool")
     dropout = keras.layers.Dropout(
         recipe.head.dropout, seed=recipe.seed, name="dropout"
@@ -154,6 +156,7 @@ def build(recipe, num_classes):
         num_classes,
         activation="softmax",
         kernel_initializer=initializers.get(recipe.head.initializer),
+        dtype="float32",  # probabilities in float32 under mixed precision too
         name="predictions",
     )
     images = keras.Input((height, width, 3), name="image")
@@ -300,12 +303,41 @@ def _augment(recipe, stage):
 
 
 def body_features(parts, pipeline):
-    """Pooled body features and labels of a `(images, labels)` pipeline."""
-    labels = np.concatenate(
-        [y for y in pipeline.map(lambda x, y: y).as_numpy_iterator()]
-    )
-    outputs = parts["features"].predict(pipeline.map(lambda x, y: x), verbose=0)
-    return outputs, labels
+    """Pooled body features and labels of a `(images, labels)` pipeline, in one
+    pass over it. The features model runs in one `tf.function` traced once for
+    any batch size (cached on `parts`), so the last, smaller batch of each split
+    costs no new trace, as it would with `predict`."""
+    import tensorflow as tf
+
+    extract = parts.get("_extract")
+    if extract is None:
+        model = parts["features"]
+        spec = tf.TensorSpec((None, *model.inputs[0].shape[1:]), model.inputs[0].dtype)
+        extract = tf.function(
+            lambda x: model(x, training=False), input_signature=[spec]
+        )
+        parts["_extract"] = extract
+    outputs, labels = [], []
+    for x, y in pipeline:
+        outputs.append(extract(x).numpy())
+        labels.append(y.numpy())
+    return np.concatenate(outputs), np.concatenate(labels)
+
+
+def precision_policy(precision):
+    """The dtype policy for a recipe's `precision` (`auto`: mixed_float16 on a
+    GPU of compute capability 7.0 or more, else float32)."""
+    if precision != "auto":
+        return precision
+    import tensorflow as tf
+
+    for gpu in tf.config.list_physical_devices("GPU"):
+        capability = tf.config.experimental.get_device_details(gpu).get(
+            "compute_capability", (0, 0)
+        )
+        if tuple(capability) >= (7, 0):
+            return "mixed_float16"
+    return "float32"
 
 
 def run(recipe, *, restart=False, log=print):
@@ -322,6 +354,21 @@ def run(recipe, *, restart=False, log=print):
         The report dict (also in `output_dir/report.json`); its top-level
         `test_accuracy` is the fine-tuned model's accuracy on the test split.
     """
+    policy = precision_policy(recipe.precision)
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(policy)
+    try:
+        if policy != "float32":
+            log(
+                f"precision: {policy} (variables in float32, the classifier's "
+                "output in float32)"
+            )
+        return _run(recipe, restart=restart, log=log)
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+def _run(recipe, *, restart, log):
     import tensorflow as tf
 
     from kerazoo.data.pipeline import batched

@@ -5,7 +5,8 @@ serialisable): `XavierNormal`, `XavierUniform`, `HeNormal`, `HeUniform`,
 `LeCunNormal`, `LeCunUniform` (all `VarianceScaling`), `Normal`, `Uniform`;
 `get(name)`.
 
-Tools: `activation_stats(model, x)` (per-layer output mean/std, and gradient
+Tools: `reinitialize(model, name)` (every kernel drawn again: from scratch),
+`activation_stats(model, x)` (per-layer output mean/std, and gradient
 statistics), `lsuv_init(model, x)` and `init_report(...)` (the
 `kerazoo init-report` command).
 """
@@ -13,6 +14,7 @@ statistics), `lsuv_init(model, x)` and `init_report(...)` (the
 import keras
 
 from kerazoo._checks import unknown_name_error
+from kerazoo.initializers.apply import reinitialize
 from kerazoo.initializers.lsuv import lsuv_init
 from kerazoo.initializers.report import init_report
 from kerazoo.initializers.stats import ActivationStats
@@ -46,6 +48,7 @@ __all__ = [
     "init_report",
     "lsuv_init",
     "plot_stats",
+    "reinitialize",
 ]
 
 NAMES = {

@@ -21,6 +21,13 @@ import keras
 SEARCH_DIR = "search"
 
 
+def full_runs(recipe):
+    """Whether each trial is a whole fine-tuning run (stage-2 choices, or no
+    stage 1: the whole network trains from the start) rather than a new head
+    on cached body features."""
+    return recipe.search.stage2_choices or recipe.stage1.epochs == 0
+
+
 class SearchHyperModel:
     """Builds a keras-tuner HyperModel from a recipe's `search` section."""
 
@@ -41,11 +48,10 @@ class SearchHyperModel:
                 return outer.fit(hp, model, *args, **kwargs)
 
         self.hypermodel = _HyperModel(name=f"{recipe.name}_search")
-        self.fit_seconds = []  # wall time of each trial's `fit`, this process
+        self.fit_seconds = []  # wall time of each trial's training, this process
 
-    def optimizer(self, hp):
-        from kerazoo import optimizers
-
+    def optimizer_config(self, hp):
+        """The trial's optimizer as a config dict (`kerazoo.optimizers.get`)."""
         space = self.space
         name = hp.Choice("optimizer", space.optimizers)
         config = {
@@ -81,12 +87,39 @@ class SearchHyperModel:
                 parent_name="optimizer",
                 parent_values=[name],
             )
-        return optimizers.get(config)
+        return config
+
+    def choices(self, hp):
+        """Declares the search space on `hp` and returns the trial's choices:
+        initializer, optimizer config, and (when searched) batch size, stage-2
+        unfreeze depth and body learning-rate multiplier."""
+        space = self.space
+        out = {
+            "initializer": hp.Choice("initializer", space.initializers),
+            "optimizer": self.optimizer_config(hp),
+        }
+        if space.batch_sizes:
+            out["batch_size"] = hp.Choice("batch_size", space.batch_sizes)
+        if space.unfreeze:
+            # keras-tuner's Choice takes one type: depths are kept as text.
+            depth = hp.Choice("unfreeze", [str(v) for v in space.unfreeze])
+            out["unfreeze"] = depth if depth == "all" else int(depth)
+        if space.body_lr_multiplier:
+            out["body_lr_multiplier"] = hp.Float(
+                "body_lr_multiplier",
+                space.body_lr_multiplier.min,
+                space.body_lr_multiplier.max,
+                sampling="log",
+            )
+        return out
 
     def build(self, hp):
         from kerazoo import initializers
+        from kerazoo import optimizers
 
-        initializer = hp.Choice("initializer", self.space.initializers)
+        choices = self.choices(hp)
+        if full_runs(self.recipe):
+            return None  # each trial is a fine-tuning run (`run_trial`)
         inputs = keras.Input((self.feature_dim,), name="features")
         x = keras.layers.Dropout(self.recipe.head.dropout, seed=self.recipe.seed)(
             inputs
@@ -94,12 +127,12 @@ class SearchHyperModel:
         outputs = keras.layers.Dense(
             self.num_classes,
             activation="softmax",
-            kernel_initializer=initializers.get(initializer),
+            kernel_initializer=initializers.get(choices["initializer"]),
             name="predictions",
         )(x)
         model = keras.Model(inputs, outputs, name="head")
         model.compile(
-            optimizer=self.optimizer(hp),
+            optimizer=optimizers.get(choices["optimizer"]),
             loss="sparse_categorical_crossentropy",
             metrics=["accuracy"],
         )
@@ -118,22 +151,117 @@ class SearchHyperModel:
         self.fit_seconds.append(time.perf_counter() - start)
         return history
 
+    def run(self, hp, directory, execution=0, log=print):
+        """A full trial: the recipe with this trial's choices, run by the
+        fine-tuning engine in `directory` (which it resumes after a crash).
+        Returns the best value of the objective over the last stage."""
+        import gc
 
-def _tuner(recipe, hypermodel, directory):
+        from kerazoo.finetune import run
+        from kerazoo.finetune.report import read_stage_history
+
+        keras.utils.clear_session()
+        gc.collect()
+        recipe = trial_recipe(self.recipe, self.choices(hp), directory, execution)
+        start = time.perf_counter()
+        run(recipe, log=lambda line: log(f"    {line}"))
+        self.fit_seconds.append(time.perf_counter() - start)
+        stage = 2 if recipe.stage2.epochs else 1
+        rows = read_stage_history(directory / f"history_stage{stage}.csv", stage)
+        objective = self.space.objective
+        values = [r[objective] for r in rows if objective in r]
+        best = min(values) if "loss" in objective else max(values)
+        log(
+            f"  {directory.parent.name}: {objective} {best:.4f} "
+            f"({time.perf_counter() - start:.0f} s; {_describe(self.choices(hp))})"
+        )
+        keras.utils.clear_session()
+        gc.collect()
+        return best
+
+
+def _describe(choices):
+    optimizer = dict(choices["optimizer"])
+    text = f"{choices['initializer']}, {optimizer.pop('name')}"
+    text += f" lr {optimizer.pop('learning_rate'):.3g}"
+    text += "".join(f", {k} {v:.3g}" for k, v in optimizer.items())
+    for key in ("batch_size", "unfreeze", "body_lr_multiplier"):
+        if key in choices:
+            value = choices[key]
+            text += f", {key} " + (
+                f"{value:.3g}" if isinstance(value, float) else f"{value}"
+            )
+    return text
+
+
+def trial_recipe(recipe, choices, output_dir, execution=0):
+    """`recipe` with a trial's `choices` in place, writing to `output_dir`.
+
+    The initializer is the new head's, and, when the trials are whole runs of a
+    model without pretrained weights, every layer's (`model.initializer`). The
+    optimizer is stage 1's, stage 2 using the same family at the recipe's
+    stage-2 / stage-1 learning-rate ratio; without stage 1 it is stage 2's."""
+    from kerazoo.recipes import Recipe
+
+    data = recipe.to_dict()
+    data.pop("search", None)
+    data["output_dir"] = str(output_dir)
+    data["seed"] = recipe.seed + execution
+    optimizer = dict(choices["optimizer"])
+    s1, s2 = data["stage1"], data["stage2"]
+    data["head"]["initializer"] = choices["initializer"]
+    if full_runs(recipe) and recipe.model.weights is None:
+        data["model"]["initializer"] = choices["initializer"]
+    if recipe.stage1.epochs:
+        s1["optimizer"] = optimizer
+        ratio = (
+            recipe.stage2.optimizer.learning_rate
+            / recipe.stage1.optimizer.learning_rate
+        )
+        s2["optimizer"] = {
+            **optimizer,
+            "learning_rate": optimizer["learning_rate"] * ratio,
+        }
+    else:
+        s2["optimizer"] = optimizer
+    if "batch_size" in choices:
+        s1["batch_size"] = s2["batch_size"] = choices["batch_size"]
+    if "unfreeze" in choices:
+        s2["unfreeze"] = choices["unfreeze"]
+    if "body_lr_multiplier" in choices:
+        s2["body_lr_multiplier"] = choices["body_lr_multiplier"]
+    return Recipe.model_validate(data)
+
+
+def _tuner(recipe, hypermodel, directory, runner=None):
+    """The recipe's keras-tuner tuner; with `runner(hp, directory, execution)`,
+    each trial calls it instead of building and fitting a model."""
     import keras_tuner
 
     space = recipe.search
-    objective = keras_tuner.Objective(
-        space.objective, "min" if "loss" in space.objective else "max"
-    )
-    common = dict(
-        objective=objective,
-        executions_per_trial=space.executions_per_trial,
-        seed=recipe.seed,
-        directory=str(directory.parent),
-        project_name=directory.name,
-        overwrite=False,
-    )
+    if runner is not None:
+        # (The recipe refuses hyperband here: it would set the trials' epochs.)
+        base = (
+            keras_tuner.RandomSearch
+            if space.oracle == "random"
+            else keras_tuner.BayesianOptimization
+        )
+
+        class RunTuner(base):
+            def run_trial(self, trial, *args, **kwargs):
+                # Several executions: other seeds, the objective averaged.
+                folder = pathlib.Path(self.get_trial_dir(trial.trial_id))
+                n = space.executions_per_trial
+                scores = [
+                    runner(trial.hyperparameters, folder / f"run{i}", i)
+                    for i in range(n)
+                ]
+                return {space.objective: sum(scores) / n}
+
+        return RunTuner(
+            hypermodel, max_trials=space.max_trials, **_common(recipe, directory)
+        )
+    common = _common(recipe, directory)
     if space.oracle == "random":
         return keras_tuner.RandomSearch(
             hypermodel, max_trials=space.max_trials, **common
@@ -144,6 +272,22 @@ def _tuner(recipe, hypermodel, directory):
         )
     return keras_tuner.Hyperband(
         hypermodel, max_epochs=space.epochs, max_consecutive_failed_trials=3, **common
+    )
+
+
+def _common(recipe, directory):
+    import keras_tuner
+
+    space = recipe.search
+    return dict(
+        objective=keras_tuner.Objective(
+            space.objective, "min" if "loss" in space.objective else "max"
+        ),
+        executions_per_trial=space.executions_per_trial,
+        seed=recipe.seed,
+        directory=str(directory.parent),
+        project_name=directory.name,
+        overwrite=False,
     )
 
 
@@ -230,6 +374,7 @@ def search(recipe, log=print):
         )
     out = pathlib.Path(recipe.output_dir)
     directory = out / SEARCH_DIR
+    _check_space(recipe, directory)
     out.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(recipe.seed)
     if _role() == "chief":
@@ -242,20 +387,30 @@ def search(recipe, log=print):
             " (no authentication: keep it on a private network)"
         )
         tuner.search(epochs=recipe.search.epochs)
-        rows = results_table(tuner)
-        _write(rows, out, recipe.search.objective)
-        _print(rows, recipe.search.objective, log)
-        return rows
-    data = load_recipe_data(recipe)
-    log(f"data: {data.summary()}")
-    start = time.perf_counter()
-    features, dim = _features(recipe, data)
-    log(
-        f"body features ({recipe.model.name}, {dim} per image) computed in "
-        f"{time.perf_counter() - start:.1f} s"
-    )
-    model = SearchHyperModel(recipe, dim, data.num_classes)
-    tuner = _tuner(recipe, model.hypermodel, directory)
+        return _results(tuner, model, recipe, out, log)
+    full = full_runs(recipe)
+    if full:
+        data, features = None, None
+        model = SearchHyperModel(recipe, None, None)
+        tuner = _tuner(
+            recipe,
+            model.hypermodel,
+            directory,
+            runner=lambda hp, folder, execution: model.run(
+                hp, folder, execution, log=log
+            ),
+        )
+    else:
+        data = load_recipe_data(recipe)
+        log(f"data: {data.summary()}")
+        start = time.perf_counter()
+        features, dim = _features(recipe, data)
+        log(
+            f"body features ({recipe.model.name}, {dim} per image) computed in "
+            f"{time.perf_counter() - start:.1f} s"
+        )
+        model = SearchHyperModel(recipe, dim, data.num_classes)
+        tuner = _tuner(recipe, model.hypermodel, directory)
     role = _role()
     done = 0
     if role == "single":  # a worker's oracle is a client of the chief's
@@ -264,26 +419,41 @@ def search(recipe, log=print):
     if done:
         log(f"resuming the search in {directory}: {done} trials already completed")
     space = recipe.search
-    log(
-        f"search: {space.oracle}, {space.max_trials} trials, {space.epochs} epochs "
-        f"each, objective {space.objective}"
-    )
+    if full:
+        start_from = (
+            "random weights, the initializer drawing every layer"
+            if recipe.model.weights is None
+            else f"{recipe.model.weights} weights"
+        )
+        log(
+            f"search: {space.oracle}, {space.max_trials} trials, each a fine-tuning "
+            f"run from {start_from} (stage 1 {recipe.stage1.epochs} epochs, stage 2 "
+            f"{recipe.stage2.epochs}), objective {space.objective} of its last stage"
+        )
+    else:
+        log(
+            f"search: {space.oracle}, {space.max_trials} trials, {space.epochs} "
+            f"epochs each, objective {space.objective}"
+        )
     if role == "worker":
         log(
             f"distributed search: worker {os.environ['KERASTUNER_TUNER_ID']}, oracle "
             f"at {os.environ['KERASTUNER_ORACLE_IP']}:"
             f"{os.environ['KERASTUNER_ORACLE_PORT']}"
         )
-    x, y = features["train"]
     start = time.perf_counter()
-    tuner.search(
-        x,
-        y,
-        epochs=space.epochs,
-        validation_data=features["validation"],
-        verbose=0,
-        callbacks=[keras.callbacks.TerminateOnNaN()],
-    )
+    if full:
+        tuner.search(verbose=0)
+    else:
+        x, y = features["train"]
+        tuner.search(
+            x,
+            y,
+            epochs=space.epochs,
+            validation_data=features["validation"],
+            verbose=0,
+            callbacks=[keras.callbacks.TerminateOnNaN()],
+        )
     timing = _timing(time.perf_counter() - start, model.fit_seconds)
     if timing["trials"]:
         log(
@@ -295,10 +465,74 @@ def search(recipe, log=print):
     if role == "worker":
         log("worker done; the chief writes the results")
         return []
+    return _results(tuner, model, recipe, out, log)
+
+
+def _results(tuner, model, recipe, out, log):
+    """Ranks the completed trials, writes the tables, the plot and
+    `best_recipe.yaml`, and prints the ranking."""
+    import yaml
+
+    objective = recipe.search.objective
     rows = results_table(tuner)
-    _write(rows, out, space.objective)
-    _print(rows, space.objective, log)
+    _write(rows, out, objective)
+    _print(rows, objective, log)
+    if rows:
+        best = tuner.oracle.trials[rows[0]["trial"]].hyperparameters
+        best_recipe = trial_recipe(recipe, model.choices(best), out / "best")
+        path = out / "best_recipe.yaml"
+        path.write_text(
+            f"# The best trial ({rows[0]['trial']}, {objective} "
+            f"{rows[0]['objective']:.4f}) of the search in {out}, as a recipe:\n"
+            f"#   kerazoo finetune {path}\n"
+            + yaml.safe_dump(best_recipe.to_dict(), sort_keys=False)
+        )
+        log(f"best trial as a recipe: {path} (kerazoo finetune {path})")
     return rows
+
+
+def _space(recipe):
+    """What decides a search's trials: the recipe but where it is written, and
+    the search section but max_trials (which may grow to extend a search)."""
+    data = recipe.to_dict()
+    for key in ("output_dir", "export", "tensorboard", "debug", "distribution"):
+        data.pop(key, None)
+    data["search"].pop("max_trials", None)
+    return data
+
+
+def _flat(data, prefix=""):
+    if not isinstance(data, dict):
+        return {prefix: data}
+    out = {}
+    for key, value in data.items():
+        out.update(_flat(value, f"{prefix}.{key}" if prefix else key))
+    return out
+
+
+def _check_space(recipe, directory):
+    """Refuses, before any trial, a search folder made for another space;
+    records this space in a new one."""
+    path = directory / "space.json"
+    here = _space(recipe)
+    if path.exists():
+        there = json.loads(path.read_text())
+        if there != here:
+            a, b = _flat(there), _flat(here)
+            keys = sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
+            detail = "; ".join(
+                f"{k}: {json.dumps(a.get(k))} there, {json.dumps(b.get(k))} here"
+                for k in keys[:4]
+            )
+            raise ValueError(
+                f"{directory} holds a search of another space ({detail}"
+                f"{'; ...' if len(keys) > 4 else ''}). Its trials would not compare "
+                "with these: use another output_dir, or delete the folder to start "
+                "over. (search.max_trials may change: it extends the search.)"
+            )
+    else:
+        directory.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(here, indent=2))
 
 
 def _retry_interrupted(oracle, log):
@@ -368,14 +602,18 @@ def _write(rows, out, objective):
 def _print(rows, objective, log):
     log(
         f"{'rank':>4}  {'trial':>5}  {objective:>12}  {'initializer':<14}  "
-        f"{'optimizer':<9}  {'learning rate':>13}"
+        f"{'optimizer':<9}  {'learning rate':>13}  other"
     )
     for rank, r in enumerate(rows, start=1):
         lr = r["learning_rate"]
+        other = "  ".join(
+            f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
+            for k, v in r["other"].items()
+        )
         log(
             f"{rank:>4}  {r['trial']:>5}  {r['objective']:>12.4f}  "
             f"{r['initializer']:<14}  {r['optimizer']:<9}  "
-            f"{(f'{lr:.3g}' if lr is not None else '-'):>13}"
+            f"{(f'{lr:.3g}' if lr is not None else '-'):>13}  {other}".rstrip()
         )
     if rows:
         best = rows[0]

@@ -294,3 +294,34 @@ def test_early_stopping_and_tensorboard_when_asked(tmp_path):
     # A negligible learning rate leaves val_accuracy as it is: stopped after 2.
     assert report["stage1"]["epochs"] == 2
     assert list((tmp_path / "run" / "logs" / "stage1").rglob("events.out.tfevents*"))
+
+
+def test_mixed_precision_run_and_auto_on_a_cpu(tmp_path):
+    """`precision: mixed_bfloat16` trains under that policy (float32 variables,
+    float32 probabilities) and leaves the global policy as it was; `auto` is
+    float32 on a machine without a GPU."""
+    from kerazoo.finetune.engine import precision_policy
+
+    lines = []
+    report = run(
+        recipe(
+            tmp_path, "precision=mixed_bfloat16", "stage1.epochs=1", "stage2.epochs=1"
+        ),
+        log=lines.append,
+    )
+    assert 0 <= report["test_accuracy"] <= 1
+    assert any(line.startswith("precision: mixed_bfloat16") for line in lines)
+    assert keras.config.dtype_policy().name == "float32"
+    model = keras.saving.load_model(tmp_path / "run" / "model.keras")
+    conv = next(
+        layer
+        for layer in model.get_layer("body")._flatten_layers()
+        if isinstance(layer, keras.layers.Conv2D)
+    )
+    assert conv.dtype_policy.name == "mixed_bfloat16"
+    assert conv.kernel.dtype == "float32"
+    assert model.get_layer("predictions").compute_dtype == "float32"
+    import tensorflow as tf
+
+    if not tf.config.list_physical_devices("GPU"):
+        assert precision_policy("auto") == "float32"

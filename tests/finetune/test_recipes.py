@@ -28,7 +28,7 @@ def test_shipped_recipes_validate(path):
 
 def test_quickstart_is_shipped():
     names = {p.name for p in RECIPES}
-    assert {"quickstart.yaml", "digits_10shot.yaml"} <= names
+    assert {"quickstart.yaml", "digits_10shot.yaml", "tune_quickstart.yaml"} <= names
 
 
 def test_set_overrides_nested_fields():

@@ -63,6 +63,23 @@ def test_search_ranks_trials_with_conditional_hyperparameters(tmp_path):
     assert any(line.startswith("best: ") for line in lines)
 
 
+def test_search_folder_of_another_space_is_refused(tmp_path):
+    first = load_recipe(
+        TINY, [f"output_dir={tmp_path}", "search={max_trials: 1, epochs: 1}"]
+    )
+    search(first, log=lambda line: None)
+    other = load_recipe(
+        TINY,
+        [
+            f"output_dir={tmp_path}",
+            "search={max_trials: 1, epochs: 1, optimizers: [adam]}",
+        ],
+    )
+    with pytest.raises(ValueError, match=r"another space \(search.optimizers: "):
+        search(other, log=lambda line: None)
+    assert len(_trials(tmp_path)) == 1
+
+
 def test_recipe_without_search_section():
     with pytest.raises(ValueError, match="no `search` section"):
         search(load_recipe(TINY))
@@ -112,16 +129,10 @@ def test_killed_search_resumes_without_redoing_trials(tmp_path):
         assert after[trial_id][1] == mtime, f"trial {trial_id} was redone"
 
 
-def _free_port():
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def test_distributed_chief_and_two_workers(tmp_path):
-    base = [
+def test_parallel_runs_a_chief_and_two_workers(tmp_path):
+    """`--parallel 2`: a chief and two workers on 127.0.0.1 (keras-tuner's
+    distributed mode, here on the CPU) complete max_trials, none twice."""
+    command = [
         sys.executable,
         "-m",
         "kerazoo.cli",
@@ -131,33 +142,17 @@ def test_distributed_chief_and_two_workers(tmp_path):
         f"output_dir={tmp_path}",
         "--set",
         "search={max_trials: 6, epochs: 2}",
-        "--oracle-ip",
-        "127.0.0.1",
-        "--oracle-port",
-        str(_free_port()),
+        "--parallel",
+        "2",
     ]
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-
-    def start(*role):
-        return subprocess.Popen(
-            [*base, *role],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-
-    chief = start("--chief")
-    time.sleep(2)
-    workers = [start("--worker", "0"), start("--worker", "1")]
-    processes = [chief, *workers]
-    try:
-        outputs = [p.communicate(timeout=400)[0] for p in processes]
-    finally:
-        for p in processes:
-            p.kill()
-    assert [p.returncode for p in processes] == [0, 0, 0], outputs[0][-2000:]
-    assert "no authentication" in outputs[0]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    out = done.stdout
+    assert "no GPU visible: 2 workers share the CPU" in out
+    assert (
+        "no authentication" in out and "[worker 1]" in out and "[chief] best: " in out
+    )
     with (tmp_path / "results.csv").open() as f:
         trials = [row["trial"] for row in csv.DictReader(f)]
     assert len(trials) == 6 and len(set(trials)) == 6
@@ -167,27 +162,20 @@ def test_distributed_chief_and_two_workers(tmp_path):
         "tuner0.json",
         "tuner1.json",
     }
+    assert (tmp_path / "best_recipe.yaml").exists()
 
 
-def _rss_mib():
-    pages = int(pathlib.Path("/proc/self/statm").read_text().split()[1])
-    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+def test_one_gpu_per_worker(monkeypatch):
+    from kerazoo.tuning.parallel import gpu_assignment
+    from kerazoo.tuning.parallel import visible_gpus
 
-
-@pytest.mark.skipif(not pathlib.Path("/proc/self/statm").exists(), reason="Linux")
-def test_memory_stays_bounded_across_trials(tmp_path):
-    def recipe(trials):
-        return load_recipe(
-            TINY,
-            [f"output_dir={tmp_path}", f"search={{max_trials: {trials}, epochs: 1}}"],
-        )
-
-    search(recipe(2), log=lambda line: None)  # warm: first graphs, caches
-    before = _rss_mib()
-    search(recipe(22), log=lambda line: None)  # 20 more trials, same process
-    growth = _rss_mib() - before
-    # Measured: 62 MiB for these 20 trials (the features are computed again).
-    assert growth < 150, f"resident memory grew by {growth:.0f} MiB over 20 trials"
+    assert gpu_assignment(2, []) == [None, None]
+    assert gpu_assignment(2, ["0", "1"]) == ["0", "1"]
+    assert gpu_assignment(3, ["2", "5"]) == ["2", "5", "2"]
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,1")
+    assert visible_gpus() == ["3", "1"]
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "-1")
+    assert visible_gpus() == []
 
 
 def test_trial_left_running_by_a_crash_runs_again(tmp_path):
@@ -208,3 +196,95 @@ def test_trial_left_running_by_a_crash_runs_again(tmp_path):
     assert len(rows) == 3
     statuses = [status for status, _ in _trials(tmp_path).values()]
     assert statuses == ["COMPLETED"] * 3
+
+
+def test_best_recipe_reproduces_the_best_head(tmp_path):
+    recipe = load_recipe(
+        TINY,
+        [
+            f"output_dir={tmp_path}",
+            "search={max_trials: 2, epochs: 1, optimizers: [adam, rmsprop]}",
+        ],
+    )
+    rows = search(recipe, log=lambda line: None)
+    best = load_recipe(tmp_path / "best_recipe.yaml")
+    assert best.search is None and best.output_dir == str(tmp_path / "best")
+    assert best.head.initializer == rows[0]["initializer"]
+    assert best.stage1.optimizer.name == rows[0]["optimizer"]
+    assert best.stage1.optimizer.learning_rate == rows[0]["learning_rate"]
+    # Stage 2 keeps the recipe's ratio of learning rates (0.01 / 0.01 here)
+    # and, the head being what was searched, the body keeps its own start.
+    assert best.stage2.optimizer.learning_rate == rows[0]["learning_rate"]
+    assert best.model.initializer is None
+
+
+def test_full_runs_search_stage2_and_initialise_every_layer(tmp_path):
+    """Stage-2 choices make each trial a whole fine-tuning run; without
+    pretrained weights the initializer draws every layer. The best trial's
+    recipe, run by `kerazoo finetune`, reaches the same objective."""
+    from kerazoo.finetune import run
+
+    recipe = load_recipe(
+        TINY,
+        [
+            f"output_dir={tmp_path / 'search'}",
+            "model.input_size=16",
+            "stage1.epochs=1",
+            "stage2.epochs=1",
+            "search={max_trials: 2, optimizers: [adam], unfreeze: [1, all], "
+            "body_lr_multiplier: {min: 0.1, max: 1.0}}",
+        ],
+    )
+    lines = []
+    rows = search(recipe, log=lines.append)
+    assert len(rows) == 2
+    for row in rows:
+        assert set(row["other"]) >= {"unfreeze", "body_lr_multiplier"}
+        assert row["other"]["unfreeze"] in ("1", "all")
+        assert 0.1 <= row["other"]["body_lr_multiplier"] <= 1.0
+    assert any("each a fine-tuning run from random weights" in x for x in lines)
+    best = load_recipe(tmp_path / "search" / "best_recipe.yaml")
+    assert best.model.initializer == rows[0]["initializer"]
+    assert str(best.stage2.unfreeze) == rows[0]["other"]["unfreeze"]
+    assert best.stage2.body_lr_multiplier == rows[0]["other"]["body_lr_multiplier"]
+    run(best, log=lambda line: None)
+    again = [
+        float(r["val_accuracy"])
+        for r in csv.DictReader(
+            (tmp_path / "search" / "best" / "history_stage2.csv").open()
+        )
+    ]
+    assert max(again) == pytest.approx(rows[0]["objective"], abs=1e-6)
+
+
+@pytest.mark.parametrize(
+    "search_section, message",
+    [
+        (
+            "{oracle: hyperband, unfreeze: [1]}",
+            "hyperband sets each trial's epochs",
+        ),
+        ("{unfreeze: [0]}", "`all` or a number of stages >= 1"),
+        ("{body_lr_multiplier: {min: 1.0, max: 0.1}}", "must be below max"),
+    ],
+)
+def test_bad_stage2_search_is_refused_before_any_trial(search_section, message):
+    from kerazoo.recipes import RecipeError
+
+    with pytest.raises(RecipeError, match=message):
+        load_recipe(TINY, [f"search={search_section}"])
+
+
+def test_stage2_choices_need_stage2(tmp_path):
+    from kerazoo.recipes import RecipeError
+
+    with pytest.raises(RecipeError, match="stage2.epochs is 0"):
+        load_recipe(TINY, ["stage2.epochs=0", "search={unfreeze: [1]}"])
+    with pytest.raises(RecipeError, match="would discard the 'imagenet' weights"):
+        load_recipe(
+            TINY,
+            [
+                "model={name: efficientnet_lite0, weights: imagenet, input_size: 32, "
+                "initializer: he_normal}"
+            ],
+        )
