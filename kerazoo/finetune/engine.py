@@ -304,22 +304,42 @@ def _augment(recipe, stage):
 
 def body_features(parts, pipeline):
     """Pooled body features and labels of a `(images, labels)` pipeline, in one
-    pass over it. The features model runs in one `tf.function` traced once for
-    any batch size (cached on `parts`), so the last, smaller batch of each split
-    costs no new trace, as it would with `predict`."""
+    pass over it, compiled once for every batch size: on TensorFlow one
+    `tf.function` with an unknown batch dimension; on other backends each batch
+    padded to the first one's size (the body runs in inference mode, so the
+    padding changes no other image's features). With `predict` each split's
+    last, smaller batch cost a new trace of the whole body."""
     import tensorflow as tf
 
+    model = parts["features"]
     extract = parts.get("_extract")
     if extract is None:
-        model = parts["features"]
-        spec = tf.TensorSpec((None, *model.inputs[0].shape[1:]), model.inputs[0].dtype)
-        extract = tf.function(
-            lambda x: model(x, training=False), input_signature=[spec]
-        )
+        if keras.backend.backend() == "tensorflow":
+            spec = tf.TensorSpec(
+                (None, *model.inputs[0].shape[1:]), model.inputs[0].dtype
+            )
+            function = tf.function(
+                lambda x: model(x, training=False), input_signature=[spec]
+            )
+
+            def extract(x):
+                return function(x).numpy()
+        else:
+            size = []
+
+            def extract(x):
+                x = np.asarray(x)
+                size[:] = size or [len(x)]
+                n = len(x)
+                if n < size[0]:
+                    pad = np.zeros((size[0] - n, *x.shape[1:]), x.dtype)
+                    x = np.concatenate([x, pad])
+                return keras.ops.convert_to_numpy(model.predict_on_batch(x))[:n]
+
         parts["_extract"] = extract
     outputs, labels = [], []
     for x, y in pipeline:
-        outputs.append(extract(x).numpy())
+        outputs.append(extract(x))
         labels.append(y.numpy())
     return np.concatenate(outputs), np.concatenate(labels)
 

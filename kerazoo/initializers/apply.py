@@ -55,6 +55,6 @@ def reinitialize(model, initializer):
             continue
         layer.kernel.assign(keras.ops.cast(value, layer.kernel.dtype))
         if getattr(layer, "bias", None) is not None:
-            layer.bias.assign(keras.ops.zeros_like(layer.bias))
+            layer.bias.assign(keras.ops.zeros(layer.bias.shape, layer.bias.dtype))
         count += 1
     return count
