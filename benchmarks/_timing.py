@@ -39,13 +39,36 @@ def compare(fn_a, fn_b, steps, repeats, warmup=3):
         times_a.append(a / steps)
         times_b.append(b / steps)
         ratios.append(a / b)
+    return ratio_record(ratios, times_a, times_b)
+
+
+def ratio_record(ratios, seconds_a, seconds_b):
+    """The record every benchmark reports: the median ratio and its spread,
+    and the median times of A and B in milliseconds."""
     return {
         "ratio_median": statistics.median(ratios),
         "ratio_min": min(ratios),
         "ratio_max": max(ratios),
-        "a_ms": 1e3 * statistics.median(times_a),
-        "b_ms": 1e3 * statistics.median(times_b),
+        "a_ms": 1e3 * statistics.median(seconds_a),
+        "b_ms": 1e3 * statistics.median(seconds_b),
     }
+
+
+def write_json(path, results, **extra):
+    """`results` (and `extra` fields) with the machine's name, to `path`."""
+    import json
+    import platform
+
+    with open(path, "w") as f:
+        json.dump(
+            {
+                "machine": platform.processor() or platform.machine(),
+                **extra,
+                "results": results,
+            },
+            f,
+            indent=2,
+        )
 
 
 def zoo_model(name, size, source="kerazoo", jit=False):

@@ -11,9 +11,7 @@ decodes again) over a folder of JPEGs, timed alternately against
 """
 
 import argparse
-import json
 import os
-import platform
 import tempfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -21,6 +19,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras
 import numpy as np
 from _timing import compare
+from _timing import write_json
 
 from kerazoo.data import load_data
 from kerazoo.data.pipeline import image_pipeline
@@ -136,19 +135,14 @@ def main(argv=None):
     for what, rate in images_per_s.items():
         print(f"  {what:34s} {rate:8.1f} images/s")
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(
-                {
-                    "machine": platform.processor() or platform.machine(),
-                    "images": n,
-                    "size": size,
-                    "jit_compile": args.jit,
-                    "images_per_s": images_per_s,
-                    "results": results,
-                },
-                f,
-                indent=2,
-            )
+        write_json(
+            args.json,
+            results,
+            images=n,
+            size=size,
+            jit_compile=args.jit,
+            images_per_s=images_per_s,
+        )
     return results
 
 

@@ -10,15 +10,14 @@ both runs' test accuracy.
 import argparse
 import contextlib
 import io
-import json
 import os
-import platform
-import statistics
 import tempfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras
+from _timing import ratio_record
+from _timing import write_json
 
 from kerazoo.finetune import run
 from kerazoo.recipes import load_recipe
@@ -84,11 +83,11 @@ def main(argv=None):
         )
     ratios = [c["seconds"] / u["seconds"] for c, u in rounds]
     result = {
-        "ratio_median": statistics.median(ratios),
-        "ratio_min": min(ratios),
-        "ratio_max": max(ratios),
-        "a_ms": 1e3 * statistics.median(c["seconds"] for c, _ in rounds),
-        "b_ms": 1e3 * statistics.median(u["seconds"] for _, u in rounds),
+        **ratio_record(
+            ratios,
+            [c["seconds"] for c, _ in rounds],
+            [u["seconds"] for _, u in rounds],
+        ),
         "test_accuracy": {
             "cached": [c["test_accuracy"] for c, _ in rounds],
             "uncached": [u["test_accuracy"] for _, u in rounds],
@@ -101,16 +100,7 @@ def main(argv=None):
     )
     results = {"cached vs uncached stage 1": result}
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(
-                {
-                    "machine": platform.processor() or platform.machine(),
-                    "epochs": epochs,
-                    "results": results,
-                },
-                f,
-                indent=2,
-            )
+        write_json(args.json, results, epochs=epochs)
     return results
 
 

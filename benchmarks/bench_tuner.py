@@ -8,14 +8,14 @@ at most 0.15). The digits search recipe, run several times in fresh folders.
 import argparse
 import json
 import os
-import platform
-import statistics
 import tempfile
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras
+from _timing import ratio_record
+from _timing import write_json
 
 from kerazoo.recipes import load_recipe
 from kerazoo.tuning import search
@@ -62,11 +62,11 @@ def main(argv=None):
         )
     shares = [t["overhead_share"] for t in runs]
     result = {
-        "ratio_median": statistics.median(shares),
-        "ratio_min": min(shares),
-        "ratio_max": max(shares),
-        "a_ms": 1e3 * statistics.median(t["overhead_seconds"] for t in runs),
-        "b_ms": 1e3 * statistics.median(t["search_seconds"] for t in runs),
+        **ratio_record(
+            shares,
+            [t["overhead_seconds"] for t in runs],
+            [t["search_seconds"] for t in runs],
+        ),
         "trials": trials,
     }
     print(
@@ -75,16 +75,7 @@ def main(argv=None):
     )
     results = {"tuner overhead share": result}
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(
-                {
-                    "machine": platform.processor() or platform.machine(),
-                    "runs": runs,
-                    "results": results,
-                },
-                f,
-                indent=2,
-            )
+        write_json(args.json, results, runs=runs)
     return results
 
 

@@ -212,35 +212,25 @@ def create_model(
     from kerazoo.pretrained.files import is_weights_path
     from kerazoo.pretrained.torch_files import is_torch_path
 
+    arguments = dict(
+        input_shape=input_shape,
+        include_top=include_top,
+        pooling=pooling,
+        dropout=dropout,
+        classifier_activation=classifier_activation,
+        preprocessing=preprocessing,
+        **family_options,
+    )
     if is_torch_path(weights):
         from kerazoo.pretrained.torch_files import load_torch_file
 
-        model = create_model(
-            name,
-            num_classes,
-            input_shape=input_shape,
-            include_top=include_top,
-            pooling=pooling,
-            dropout=dropout,
-            classifier_activation=classifier_activation,
-            preprocessing=preprocessing,
-            **family_options,
-        )
+        model = create_model(name, num_classes, **arguments)
         return load_torch_file(model, weights, weights_map, reset_head=reset_head)
     if weights_map is not None:
         raise ValueError("`weights_map` applies to PyTorch checkpoints only.")
     if is_weights_path(weights):
         from kerazoo.pretrained.files import load_weights_file
 
-        arguments = dict(
-            input_shape=input_shape,
-            include_top=include_top,
-            pooling=pooling,
-            dropout=dropout,
-            classifier_activation=classifier_activation,
-            preprocessing=preprocessing,
-            **family_options,
-        )
         model = create_model(name, num_classes, **arguments)
         return load_weights_file(
             model,

@@ -17,3 +17,20 @@ def assign_checked(pairs):
             )
     for variable, value in pairs:
         variable.assign(value.astype(variable.dtype))
+
+
+HEAD = "predictions/"
+
+
+def assign_from(source, pairs):
+    """`assign_checked`, its error prefixed with `source` (a file) and, for the
+    classifier, the way to load into another number of classes."""
+    try:
+        assign_checked(pairs)
+    except WeightMismatchError as error:
+        hint = (
+            " For a new number of classes pass reset_head=True."
+            if HEAD in str(error)
+            else ""
+        )
+        raise WeightMismatchError(f"{source}: {error}{hint}") from None

@@ -15,7 +15,6 @@ With `KERAZOO_OFFLINE=1`, or when the download fails, a missing file raises
 `WeightsUnavailableError` naming the URL and where to put the file.
 """
 
-import hashlib
 import json
 import os
 import pathlib
@@ -28,6 +27,7 @@ import numpy as np
 
 from kerazoo.pretrained.manifest import WeightsIntegrityError
 from kerazoo.pretrained.manifest import WeightsUnavailableError
+from kerazoo.pretrained.manifest import file_digest
 from kerazoo.pretrained.manifest import sha256_of
 
 
@@ -44,14 +44,6 @@ def offline():
     return os.environ.get("KERAZOO_OFFLINE", "").lower() in ("1", "true", "yes")
 
 
-def _digest(path, name):
-    digest = hashlib.new(name)
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _remove(path):
     try:
         os.remove(path)
@@ -59,7 +51,7 @@ def _remove(path):
         pass
 
 
-def _progress(log, url, done, total, start):
+def _progress(log, done, total, start):
     rate = done / max(time.perf_counter() - start, 1e-9) / 2**20
     size = f"/{total / 2**20:.1f}" if total else ""
     log(f"  {done / 2**20:.1f}{size} MiB ({rate:.1f} MiB/s)")
@@ -100,15 +92,15 @@ def download(url, destination, md5=None, log=print):
                     done += len(block)
                     if time.perf_counter() - shown > 2:
                         shown = time.perf_counter()
-                        _progress(log, url, done, total, start)
-                _progress(log, url, done, total, start)
+                        _progress(log, done, total, start)
+                _progress(log, done, total, start)
         if total and done != total:
             raise WeightsIntegrityError(
                 f"{url}: received {done:,d} of {total:,d} bytes (truncated); "
                 "nothing was kept. Run again to retry."
             )
         if md5 is not None:
-            digest = _digest(partial, "md5")
+            digest = file_digest(partial, "md5")
             if digest != md5:
                 raise WeightsIntegrityError(
                     f"{url}: md5 {digest}, expected {md5} (corrupt, truncated, or "
@@ -149,7 +141,7 @@ def _source_file(entry, log):
     bad one is removed), else downloaded."""
     path, _, _ = _paths(entry)
     if path.exists():
-        digest = _digest(path, "md5")
+        digest = file_digest(path, "md5")
         if digest == entry.md5:
             return path
         _remove(path)

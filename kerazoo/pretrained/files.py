@@ -15,11 +15,11 @@ import re
 import keras
 import numpy as np
 
+from kerazoo.pretrained.assign import HEAD
 from kerazoo.pretrained.assign import WeightMismatchError
-from kerazoo.pretrained.assign import assign_checked
+from kerazoo.pretrained.assign import assign_from
 
 SUFFIXES = (".keras", ".weights.h5")
-HEAD = "predictions/"
 
 
 def is_weights_path(weights):
@@ -71,15 +71,7 @@ def load_weights_file(model, path, build_twin, reset_head=False):
             f"{path} has no weight for {missing[0]} (and {len(missing) - 1} more) "
             "of this model; is it the same architecture? Nothing was loaded."
         )
-    try:
-        assign_checked(pairs)
-    except WeightMismatchError as error:
-        hint = (
-            " For a new number of classes pass reset_head=True."
-            if HEAD in str(error)
-            else ""
-        )
-        raise WeightMismatchError(f"{path}: {error}{hint}") from None
+    assign_from(path, pairs)
     return model
 
 

@@ -208,12 +208,17 @@ def find_weights(model, tag):
     )
 
 
-def sha256_of(path, chunk=1 << 20):
-    digest = hashlib.sha256()
+def file_digest(path, algorithm="sha256", chunk=1 << 20):
+    """Hex digest of a file, read in chunks."""
+    digest = hashlib.new(algorithm)
     with open(path, "rb") as f:
         while block := f.read(chunk):
             digest.update(block)
     return digest.hexdigest()
+
+
+def sha256_of(path):
+    return file_digest(path, "sha256")
 
 
 def weights_file(entry):

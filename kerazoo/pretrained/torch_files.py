@@ -18,12 +18,12 @@ import pathlib
 
 import numpy as np
 
+from kerazoo.pretrained.assign import HEAD
 from kerazoo.pretrained.assign import WeightMismatchError
-from kerazoo.pretrained.assign import assign_checked
+from kerazoo.pretrained.assign import assign_from
 from kerazoo.pretrained.checkpoint import load_checkpoint
 
 SUFFIXES = (".pth", ".pt", ".bin", ".ckpt")
-HEAD = "predictions/"
 
 
 def is_torch_path(weights):
@@ -97,13 +97,5 @@ def load_torch_file(model, path, weights_map, reset_head=False):
         ):
             continue
         pairs.append((variable, value))
-    try:
-        assign_checked(pairs)
-    except WeightMismatchError as error:
-        hint = (
-            " For a new number of classes pass reset_head=True."
-            if HEAD in str(error)
-            else ""
-        )
-        raise WeightMismatchError(f"{path}: {error}{hint}") from None
+    assign_from(path, pairs)
     return model
