@@ -300,11 +300,13 @@ def _cmd_export(args):
             out=args.out,
             weights=args.weights,
             crop_fraction=args.crop,
+            fold=not args.no_fold,
+            formats=args.format,
             overwrite=args.overwrite,
             verify=not args.no_verify,
             log=_log,
         )
-    except (ExportError, ValueError, OSError) as error:
+    except (ExportError, ValueError, OSError, ImportError) as error:
         print(f"kerazoo export: error: {error}", file=sys.stderr)
         return 1
     return 0
@@ -565,6 +567,21 @@ def build_parser():
         "0.875 for ImageNet weights)",
     )
     p.add_argument("--overwrite", action="store_true", help="replace the version")
+    p.add_argument(
+        "--no-fold",
+        action="store_true",
+        help="keep the batch norms as trained (default: folded into the "
+        "convolution before them, which serves faster)",
+    )
+    p.add_argument(
+        "--format",
+        action="append",
+        choices=("tflite", "onnx"),
+        default=[],
+        help="also write model.tflite / model.onnx in the version folder, "
+        "checked like the SavedModel (repeatable; extras: "
+        "pip install 'kerazoo[tflite]' / 'kerazoo[onnx]')",
+    )
     p.add_argument("--no-verify", action="store_true", help="skip the check")
     p.add_argument(
         "--verify", action="store_true", help="only check the export at SOURCE"

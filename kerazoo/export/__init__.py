@@ -2,6 +2,9 @@
 (`saved_models/NAME/VERSION/`), preprocessing in the graph, verified against the
 Keras model in a fresh process."""
 
+from kerazoo.export.folding import FoldingReport
+from kerazoo.export.folding import fold_batch_norms
+from kerazoo.export.folding import folding_pairs
 from kerazoo.export.saved_model import ExportError
 from kerazoo.export.saved_model import decode_images
 from kerazoo.export.saved_model import export_saved_model
@@ -11,9 +14,12 @@ from kerazoo.export.sources import export_source
 
 __all__ = [
     "ExportError",
+    "FoldingReport",
     "decode_images",
     "export_saved_model",
     "export_source",
+    "fold_batch_norms",
+    "folding_pairs",
     "next_version",
     "verify_export",
 ]

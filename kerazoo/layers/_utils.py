@@ -86,7 +86,9 @@ class BlockMixin:
         norm_momentum,
         norm_epsilon,
         data_format,
+        folded=False,
     ):
+        self.folded = bool(folded)
         self.activation = keras.activations.get(activation)
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
@@ -119,6 +121,7 @@ class BlockMixin:
             axis=self._channel_axis,
             momentum=self.norm_momentum,
             epsilon=self.norm_epsilon,
+            folded=self.folded,
             dtype=self.dtype_policy,
             name=name,
         )
@@ -128,8 +131,17 @@ class BlockMixin:
             self.activation, dtype=self.dtype_policy, name=name
         )
 
+    def folding_pairs(self):
+        """The (layer, batch norm) pairs of this block in which the batch norm
+        reads only that layer's output, with nothing in between: what
+        `kerazoo.export.fold_batch_norms` can fold. Blocks that normalise before
+        their convolutions (pre-activation, DenseNet) have none."""
+        return []
+
     def _common_config(self):
+        folded = {"folded": True} if self.folded else {}
         return {
+            **folded,
             "activation": keras.activations.serialize(self.activation),
             "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
             "kernel_regularizer": keras.regularizers.serialize(self.kernel_regularizer),

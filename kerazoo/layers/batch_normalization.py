@@ -55,6 +55,10 @@ class BatchNormalization(keras.layers.Layer):
             renormalization uses in training.
         synchronized: Whether batch statistics are computed across replicas under
             a `tf.distribute` strategy (TensorFlow backend).
+        folded: Whether the layer's scale has been folded into the layer before
+            it (`kerazoo.export.fold_batch_norms`): it then only adds `beta`,
+            in training and inference alike, and its other weights are unused.
+            Exported graphs use it; do not train a folded layer.
         **kwargs: Base layer arguments (`name`, `dtype`, `trainable`).
 
     Call arguments:
@@ -98,9 +102,16 @@ class BatchNormalization(keras.layers.Layer):
         renorm_clipping=None,
         renorm_momentum=0.99,
         synchronized=False,
+        folded=False,
         **kwargs,
     ):
         super().__init__(**kwargs)
+        if folded and not center:
+            raise ValueError(
+                "A folded BatchNormalization keeps only its offset `beta`, so it "
+                "needs center=True. Received: center=False, folded=True"
+            )
+        self.folded = bool(folded)
         if isinstance(axis, bool) or not isinstance(axis, int):
             raise ValueError(f"`axis` must be an integer. Received: axis={axis!r}")
         self.axis = axis
@@ -233,6 +244,12 @@ class BatchNormalization(keras.layers.Layer):
         # Statistics in float16 overflow easily: compute in at least float32.
         compute = keras.backend.result_type(inputs.dtype, "float32")
         x = ops.cast(inputs, compute)
+        if self.folded:
+            # The scale lives in the kernel before: only the offset is left.
+            beta = ops.cast(self.beta, compute)
+            if self.axis % len(inputs.shape) != len(inputs.shape) - 1:
+                beta = ops.reshape(beta, self._param_shape)
+            return ops.cast(x + beta, self.compute_dtype)
 
         if training and self.trainable:
             mean, variance = ops.moments(
@@ -334,5 +351,7 @@ class BatchNormalization(keras.layers.Layer):
             "renorm_momentum": self.renorm_momentum,
             "synchronized": self.synchronized,
         }
+        if self.folded:
+            config["folded"] = True
         base_config = super().get_config()
         return {**base_config, **config}

@@ -48,6 +48,10 @@ class InceptionBlock(BlockMixin, keras.layers.Layer):
         norm_epsilon: Epsilon of the batch norms (when `batch_norm=True`).
         data_format: `"channels_last"` or `"channels_first"`; default from
             `keras.config.image_data_format()`.
+        folded: Whether the block's batch norms have been folded into the
+            convolutions before them (`kerazoo.export.fold_batch_norms` sets
+            it): each then only adds its offset. For exported inference graphs,
+            not for training.
         **kwargs: Base layer arguments.
 
     Example:
@@ -75,6 +79,7 @@ class InceptionBlock(BlockMixin, keras.layers.Layer):
         norm_momentum=0.99,
         norm_epsilon=1e-3,
         data_format=None,
+        folded=False,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -98,7 +103,13 @@ class InceptionBlock(BlockMixin, keras.layers.Layer):
             norm_momentum,
             norm_epsilon,
             data_format,
+            folded,
         )
+        if self.folded and not self.batch_norm:
+            raise ValueError(
+                "An Inception block without batch norms has nothing folded. "
+                "Received: batch_norm=False, folded=True"
+            )
 
         self.branch_1x1 = self._unit(filters_1x1, 1, "1x1")
         self.branch_3x3 = (
@@ -151,6 +162,16 @@ class InceptionBlock(BlockMixin, keras.layers.Layer):
 
     def _branches(self):
         return (self.branch_1x1, self.branch_3x3, self.branch_5x5, self.branch_pool)
+
+    def folding_pairs(self):
+        if not self.batch_norm:
+            return []
+        return [
+            (layer, branch[i + 1])
+            for branch in self._branches()
+            for i, layer in enumerate(branch)
+            if isinstance(layer, keras.layers.Conv2D)
+        ]
 
     def build(self, input_shape):
         check_image_input(self, input_shape, self.data_format)

@@ -40,6 +40,10 @@ class MBConvBlock(BlockMixin, keras.layers.Layer):
         norm_epsilon: Epsilon of the batch norms.
         data_format: `"channels_last"` or `"channels_first"`; default from
             `keras.config.image_data_format()`.
+        folded: Whether the block's batch norms have been folded into the
+            convolutions before them (`kerazoo.export.fold_batch_norms` sets
+            it): each then only adds its offset. For exported inference graphs,
+            not for training.
         **kwargs: Base layer arguments.
 
     Example:
@@ -70,6 +74,7 @@ class MBConvBlock(BlockMixin, keras.layers.Layer):
         norm_momentum=0.99,
         norm_epsilon=1e-3,
         data_format=None,
+        folded=False,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -90,6 +95,7 @@ class MBConvBlock(BlockMixin, keras.layers.Layer):
             norm_momentum,
             norm_epsilon,
             data_format,
+            folded,
         )
 
         self.depthwise = keras.layers.DepthwiseConv2D(
@@ -153,6 +159,14 @@ class MBConvBlock(BlockMixin, keras.layers.Layer):
                 dtype=self.dtype_policy,
                 name="stochastic_depth",
             )
+
+    def folding_pairs(self):
+        pairs = [(self.expand, self.expand_norm)] if self.expand is not None else []
+        return [
+            *pairs,
+            (self.depthwise, self.depthwise_norm),
+            (self.project, self.project_norm),
+        ]
 
     def _has_residual(self, channels):
         return self.strides == 1 and channels == self.filters

@@ -48,6 +48,10 @@ class ResidualBlock(BlockMixin, keras.layers.Layer):
         norm_epsilon: Epsilon of the batch norms.
         data_format: `"channels_last"` or `"channels_first"`; default from
             `keras.config.image_data_format()`.
+        folded: Whether the block's batch norms have been folded into the
+            convolutions before them (`kerazoo.export.fold_batch_norms` sets
+            it): each then only adds its offset. For exported inference graphs,
+            not for training.
         **kwargs: Base layer arguments.
 
     Example:
@@ -78,6 +82,7 @@ class ResidualBlock(BlockMixin, keras.layers.Layer):
         norm_momentum=0.99,
         norm_epsilon=1e-3,
         data_format=None,
+        folded=False,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -97,7 +102,13 @@ class ResidualBlock(BlockMixin, keras.layers.Layer):
             norm_momentum,
             norm_epsilon,
             data_format,
+            folded,
         )
+        if self.folded and self.preactivation:
+            raise ValueError(
+                "A pre-activation block has no batch norm after a convolution to "
+                "fold. Received: preactivation=True, folded=True"
+            )
 
         if kind == "basic":
             specs = [(filters, 3, strides), (filters, 3, 1)]
@@ -178,6 +189,14 @@ class ResidualBlock(BlockMixin, keras.layers.Layer):
                 residual = self._zero_pad_shortcut(inputs)
             x = x + residual
         return self.acts[-1](x)
+
+    def folding_pairs(self):
+        if self.preactivation:
+            return []
+        pairs = list(zip(self.convs, self.norms, strict=True))
+        if self.projection_norm is not None:
+            pairs.append((self.projection, self.projection_norm))
+        return pairs
 
     def _zero_pad_shortcut(self, inputs):
         """He et al.'s option A: subsample by the stride, pad new channels with

@@ -19,8 +19,14 @@ TINY = pathlib.Path(__file__).resolve().parents[1] / "finetune" / "tiny.yaml"
 
 
 @pytest.fixture
-def model():
-    return create_model("resnet20", num_classes=3, input_shape=(32, 32, 3))
+def model(randomize):
+    model = create_model("resnet20", num_classes=3, input_shape=(32, 32, 3))
+    # Trained-like batch norms and head, so that outputs vary and a wrong fold
+    # shows.
+    rng = np.random.default_rng(2)
+    head = model.get_layer("predictions")
+    head.kernel.assign(rng.normal(0, 0.3, head.kernel.shape).astype("float32"))
+    return randomize(model)
 
 
 def test_export_layout_signatures_and_bytes_parity(tmp_path, model):
@@ -34,6 +40,9 @@ def test_export_layout_signatures_and_bytes_parity(tmp_path, model):
     assert any("docker run" in line and "MODEL_NAME=tiny" in line for line in lines)
     card = json.loads((path / "assets" / "model_card.json").read_text())
     assert card["input_size"] == [32, 32] and card["class_names"] == ["a", "b", "c"]
+    # Stem, 9 basic blocks of 2 convolutions: every batch norm folded.
+    assert card["folded_batch_norms"] == 19
+    assert any("folded 19 batch norms" in line for line in lines)
     loaded = tf.saved_model.load(str(path))
     x = np.random.default_rng(1).integers(0, 256, (5, 32, 32, 3), dtype=np.uint8)
     encoded = tf.constant([tf.io.encode_png(image).numpy() for image in x])
@@ -45,7 +54,81 @@ def test_export_layout_signatures_and_bytes_parity(tmp_path, model):
     names = [n.decode() for n in by_tensor["class_name"].numpy()]
     assert names == [["a", "b", "c"][i] for i in by_tensor["class_index"].numpy()]
     reference = model.predict(x.astype("float32"), verbose=0)
-    np.testing.assert_allclose(by_tensor["probabilities"], reference, atol=1e-5)
+    assert np.ptp(reference) > 0.1  # outputs that a wrong fold would change
+    np.testing.assert_allclose(by_tensor["probabilities"], reference, atol=1e-4)
+
+
+def test_unfolded_export_matches_to_1e_5_and_folding_errors_are_caught(
+    tmp_path, model, monkeypatch
+):
+    lines = []
+    path = export_saved_model(model, tmp_path / "m", fold=False, log=lines.append)
+    card = json.loads((path / "assets" / "model_card.json").read_text())
+    assert card["folded_batch_norms"] == 0
+    assert not any("batch norms into" in line for line in lines)
+    # (export_saved_model checked it within 1e-5: the card says unfolded.)
+
+    # A fold that went wrong (here: epsilon forgotten) is refused by the check,
+    # and no version is left behind.
+    from kerazoo.export import folding
+
+    original = folding._fold_pair
+
+    def careless(layer, norm):
+        norm.epsilon = 0.5
+        original(layer, norm)
+
+    monkeypatch.setattr(folding, "_fold_pair", careless)
+    with pytest.raises(ExportError, match="differs from the Keras model"):
+        export_saved_model(model, tmp_path / "m", log=lambda s: None)
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["1"]
+
+
+def test_tflite_and_onnx_beside_the_savedmodel(tmp_path, model, capsys):
+    lines = []
+    path = export_saved_model(
+        model, tmp_path / "m", formats=["tflite", "onnx"], log=lines.append
+    )
+    card = json.loads((path / "assets" / "model_card.json").read_text())
+    assert set(card["formats"]) == {"tflite", "onnx"}
+    for fmt, record in card["formats"].items():
+        assert (path / record["file"]).exists()
+        assert record["max_abs_diff"] <= 1e-4, fmt
+    assert any(line.startswith("verified model.onnx") for line in lines)
+    # The same runtime as the check, on images it has not seen.
+    from kerazoo.export.formats import runner
+
+    x = np.random.default_rng(9).uniform(0, 255, (3, 32, 32, 3)).astype("float32")
+    reference = model.predict(x, verbose=0)
+    for fmt in ("tflite", "onnx"):
+        got = runner(fmt, path / card["formats"][fmt]["file"])(x)
+        np.testing.assert_allclose(got, reference, atol=1e-4)
+    # The CLI: --format and --no-fold from a .keras file.
+    model.save(tmp_path / "m.keras")
+    argv = ["export", str(tmp_path / "m.keras"), "--name", "k", "--out", str(tmp_path)]
+    assert main([*argv, "--format", "onnx", "--no-fold"]) == 0
+    card = json.loads((tmp_path / "k" / "1" / "assets" / "model_card.json").read_text())
+    assert card["folded_batch_norms"] == 0 and list(card["formats"]) == ["onnx"]
+
+
+def test_missing_format_extra_is_named_before_anything_is_written(
+    tmp_path, model, monkeypatch, capsys
+):
+    import importlib.util
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "onnxruntime" else find_spec(name, *a),
+    )
+    with pytest.raises(
+        ImportError, match=r"onnxruntime: pip install 'kerazoo\[onnx\]'"
+    ):
+        export_saved_model(model, tmp_path / "m", formats=["onnx"], log=print)
+    assert not (tmp_path / "m").exists()
+    with pytest.raises(ValueError, match="unknown export format 'coreml'"):
+        export_saved_model(model, tmp_path / "m", formats=["coreml"])
 
 
 def test_versions_refusal_overwrite_and_interrupted_export(
