@@ -44,6 +44,17 @@ SUITE = {
         False,
     ),
     "tuner": ("bench_tuner", 0.15, "keras-tuner's share of a search", False),
+    # Served at least 1.2x faster than the Keras model: a time ratio of 1/1.2.
+    "serving": (
+        "bench_serving",
+        {
+            f"{model} served vs Keras, batch {batch}": round(1 / 1.2, 3)
+            for model in ("efficientnet_b0", "resnet50")
+            for batch in (1, 16)
+        },
+        "the served SavedModel (batch norms folded) vs the Keras model",
+        False,
+    ),
 }
 
 
@@ -64,7 +75,7 @@ def load_benchmark(script):
 
 def _ratios(name, results):
     """(label, ratio record) pairs of a benchmark's results."""
-    if name in ("normalization", "pipeline", "stage1", "tuner"):
+    if name in ("normalization", "pipeline", "stage1", "tuner", "serving"):
         return list(results.items())
     if name == "optimizers":
         return [(f"{rule} vs Keras", r) for rule, r in results["versus_keras"].items()]

@@ -138,3 +138,24 @@ def test_bench_stage1_and_tuner_report_their_ratios(tmp_path):
     assert 0 < share["ratio_median"] < 1 and share["trials"] == 2
     # keras-tuner's share is what is left of the search after the fits.
     assert share["a_ms"] < share["b_ms"]
+
+
+def test_bench_serving_reports_served_unfolded_and_ceiling(tmp_path):
+    from kerazoo.bench import SUITE
+
+    out = tmp_path / "serving.json"
+    results = load_benchmark("bench_serving").main(
+        [
+            *("--quick", "--models", "resnet20", "--size", "32"),
+            *("--repeats", "1", "--json", str(out)),
+        ]
+    )
+    for batch in (1, 4):
+        for what in ("served", "served unfolded", "no batch norm (ceiling)"):
+            r = results[f"resnet20 {what} vs Keras, batch {batch}"]
+            assert r["ratio_min"] <= r["ratio_median"] <= r["ratio_max"]
+            assert r["a_ms"] > 0 and r["b_ms"] > 0
+    assert json.loads(out.read_text())["results"].keys() == results.keys()
+    # The targets name the labels a full run reports.
+    targets = SUITE["serving"][1]
+    assert "resnet50 served vs Keras, batch 16" in targets

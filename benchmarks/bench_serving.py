@@ -1,0 +1,176 @@
+"""The served SavedModel against the Keras model it came from, on the CPU.
+
+For each model (random weights, batch norms given trained-like statistics), two
+exports by `kerazoo.export.export_saved_model`: with its batch norms folded (the
+default) and without (`fold=False`). Each is loaded with `tf.saved_model.load` and
+called through `serving_default`; the Keras model is called as a compiled
+`tf.function` of `model(x, training=False)` (`jit_compile=False`, as the served
+graph). A fourth variant bounds what any folding could win: the same Keras model
+traced with every batch norm replaced by the identity (wrong outputs, the time
+of the network with no batch norm at all). After warm-up the four are timed in
+turn, round after round; the report is the median over rounds of each variant's
+time over the Keras model's, with its spread.
+
+    python benchmarks/bench_serving.py [--quick] [--models M ...] [--json PATH]
+"""
+
+import argparse
+import os
+import pathlib
+import platform
+import statistics
+import sys
+import tempfile
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras
+import numpy as np
+import tensorflow as tf
+from _timing import ratio_record
+from _timing import write_json
+
+from kerazoo.export import export_saved_model
+from kerazoo.layers import BatchNormalization
+from kerazoo.models import create_model
+
+MODELS = ("efficientnet_b0", "resnet50")
+
+
+def trained_like(model, seed=0):
+    """Batch-norm statistics and scales away from their initial values, as in a
+    trained network (an untrained one has zero offsets, which a graph optimizer
+    could drop)."""
+    rng = np.random.default_rng(seed)
+    for layer in model._flatten_layers(recursive=True):
+        if isinstance(layer, BatchNormalization):
+            c = layer.moving_mean.shape[0]
+            layer.moving_mean.assign(rng.normal(0, 0.2, c).astype("float32"))
+            layer.moving_variance.assign(rng.uniform(0.5, 2.0, c).astype("float32"))
+            layer.gamma.assign(rng.uniform(0.5, 1.5, c).astype("float32"))
+            layer.beta.assign(rng.normal(0, 0.2, c).astype("float32"))
+    return model
+
+
+def keras_call(model, spec, without_norms=False):
+    """The Keras model as a compiled function; `without_norms` traces it with
+    every kerazoo batch norm replaced by the identity."""
+    fn = tf.function(
+        lambda images: model(images, training=False),
+        input_signature=[spec],
+        jit_compile=False,
+    )
+    if not without_norms:
+        return fn
+    call = BatchNormalization.call
+    BatchNormalization.call = lambda self, inputs, training=None: inputs
+    try:
+        fn = fn.get_concrete_function()
+    finally:
+        BatchNormalization.call = call
+    return fn
+
+
+def _time(fn, x, steps):
+    start = time.perf_counter()
+    for _ in range(steps):
+        out = fn(x)
+    np.asarray(out if not isinstance(out, dict) else out["probabilities"])
+    return (time.perf_counter() - start) / steps
+
+
+def bench_model(name, size, batches, steps, repeats, folder, log):
+    keras.utils.set_random_seed(0)
+    model = trained_like(create_model(name, input_shape=(size, size, 3)))
+    exports = {}
+    for fold in (True, False):
+        path = export_saved_model(
+            model,
+            folder / f"{name}-{'folded' if fold else 'unfolded'}",
+            fold=fold,
+            verify=False,
+            log=lambda line: None,
+        )
+        exports[fold] = tf.saved_model.load(str(path)).signatures["serving_default"]
+    spec = tf.TensorSpec([None, size, size, 3], tf.float32)
+    variants = {
+        "Keras": keras_call(model, spec),
+        "served": lambda x: exports[True](images=x),
+        "served unfolded": lambda x: exports[False](images=x),
+        "no batch norm (ceiling)": keras_call(model, spec, without_norms=True),
+    }
+    results = {}
+    rng = np.random.default_rng(1)
+    for batch in batches:
+        x = tf.constant(rng.uniform(0, 255, (batch, size, size, 3)).astype("float32"))
+        reference = variants["Keras"](x).numpy()
+        for label in ("served", "served unfolded"):
+            got = variants[label](x)["probabilities"].numpy()
+            diff = float(np.max(np.abs(got - reference)))
+            log(f"  {name} batch {batch}: {label} max |difference| {diff:.2g}")
+        for fn in variants.values():  # warm-up
+            _time(fn, x, 1)
+        seconds = {label: [] for label in variants}
+        for _ in range(repeats):
+            for label, fn in variants.items():
+                seconds[label].append(_time(fn, x, steps))
+        for label in ("served", "served unfolded", "no batch norm (ceiling)"):
+            ratios = [
+                a / b for a, b in zip(seconds[label], seconds["Keras"], strict=True)
+            ]
+            results[f"{name} {label} vs Keras, batch {batch}"] = ratio_record(
+                ratios, seconds[label], seconds["Keras"]
+            )
+        keras_ms = 1e3 * statistics.median(seconds["Keras"])
+        log(f"  {name} batch {batch}: Keras {keras_ms:.1f} ms per call")
+    return results
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="smaller and shorter")
+    parser.add_argument("--jit", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--models", nargs="+", default=list(MODELS))
+    parser.add_argument("--size", type=int, default=None)
+    parser.add_argument("--repeats", type=int, default=None)
+    parser.add_argument("--json", default=None, help="also write results here")
+    args = parser.parse_args(argv)
+    if args.jit:
+        parser.error("the served graph runs without XLA: --jit does not apply")
+
+    size = args.size or (64 if args.quick else 224)
+    batches = (1, 4) if args.quick else (1, 16)
+    steps = 2 if args.quick else 3
+    repeats = args.repeats or (3 if args.quick else 7)
+    log = print
+    setting = (
+        f"backend={keras.backend.backend()} jit_compile=False input={size}x{size}x3 "
+        f"batches={batches} steps={steps} repeats={repeats}"
+    )
+    log(f"served SavedModel vs the Keras model ({setting})")
+    log(
+        f"machine: {platform.machine()}, {os.cpu_count()} CPUs, "
+        f"TensorFlow {tf.__version__}, Keras {keras.__version__}"
+    )
+    results = {}
+    with tempfile.TemporaryDirectory() as folder:
+        for name in args.models:
+            results.update(
+                bench_model(
+                    name, size, batches, steps, repeats, pathlib.Path(folder), log
+                )
+            )
+    log(f"{'':<52} {'ms':>9} {'Keras ms':>9} {'ratio':>7}  spread")
+    for label, r in results.items():
+        log(
+            f"{label:<52} {r['a_ms']:>9.1f} {r['b_ms']:>9.1f} "
+            f"{r['ratio_median']:>7.3f}  {r['ratio_min']:.3f}-{r['ratio_max']:.3f}"
+        )
+    if args.json:
+        write_json(args.json, results, setting=setting)
+    return results
+
+
+if __name__ == "__main__":
+    sys.exit(0 if main() else 1)
