@@ -252,6 +252,10 @@ class Export(_Strict):
     name: str
     version: int | None = Field(None, ge=1)
     directory: str = "saved_models"
+    # Batch norms folded into the convolutions before them (False: as trained).
+    fold: bool = True
+    # Also model.tflite / model.onnx in the version folder (extras).
+    formats: list[typing.Literal["tflite", "onnx"]] = Field(default_factory=list)
 
 
 class LearningRateRange(_Strict):

@@ -630,6 +630,8 @@ def _finish(run, data, model, body, test, log):
             recipe.export.name,
             recipe.export.version,
             out=recipe.export.directory,
+            fold=recipe.export.fold,
+            formats=recipe.export.formats,
             overwrite=False,
             log=log,
         )

@@ -141,3 +141,13 @@ def test_multi_worker_is_refused_with_the_reason():
     message = _error(data)
     assert "distribution: received 'multi_worker'" in message
     assert "keras-team/keras#20585" in message and "'mirrored'" in message
+
+
+def test_export_formats_are_checked_and_fold_defaults_on():
+    data = tiny()
+    data["export"] = {"name": "digits"}
+    recipe = validate_recipe(data)
+    assert recipe.export.fold is True and recipe.export.formats == []
+    data["export"] = {"name": "digits", "formats": ["onnx", "coreml"]}
+    message = _error(data)
+    assert "export.formats.1" in message and "'tflite'" in message, message
