@@ -4,8 +4,7 @@ directory, or a registry name with pretrained weights."""
 import json
 import pathlib
 
-import keras
-
+from kerazoo.api import load_model
 from kerazoo.export.saved_model import ExportError
 from kerazoo.export.saved_model import export_saved_model
 
@@ -21,7 +20,7 @@ def load_source(source, weights="imagenet"):
                 "report.json)"
             )
         report = json.loads(report_file.read_text())
-        model = keras.saving.load_model(model_file, safe_mode=True)
+        model = load_model(model_file)
         card = {
             "source": str(path.resolve()),
             "weights": report["recipe"]["model"].get("weights"),
@@ -37,7 +36,7 @@ def load_source(source, weights="imagenet"):
     if path.suffix == ".keras":
         if not path.exists():
             raise ExportError(f"no model file at {path}")
-        model = keras.saving.load_model(path, safe_mode=True)
+        model = load_model(path)
         return model, None, {"source": str(path.resolve())}, 1.0
     from kerazoo.models import create_model
     from kerazoo.models import list_models

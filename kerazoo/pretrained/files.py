@@ -15,6 +15,7 @@ import re
 import keras
 import numpy as np
 
+from kerazoo.api import load_model
 from kerazoo.pretrained.assign import HEAD
 from kerazoo.pretrained.assign import WeightMismatchError
 from kerazoo.pretrained.assign import assign_from
@@ -49,7 +50,7 @@ def load_weights_file(model, path, build_twin, reset_head=False):
     if not path.is_file():
         raise FileNotFoundError(f"no weights file at {path}")
     if path.suffix == ".keras":
-        source = keras.saving.load_model(path, safe_mode=True, compile=False)
+        source = load_model(path, compile=False)
         values = _values(source)
     else:
         values = _values(_twin_with_file(path, build_twin, model, reset_head))

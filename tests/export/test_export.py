@@ -207,3 +207,21 @@ def test_export_of_a_finetuning_run_and_cli(tmp_path, capsys):
     assert "verified in a fresh process" in printed and "serving_bytes" in printed
     assert main(["export", "resnet_20", "--name", "x", "--out", str(out)]) == 1
     assert "Did you mean 'resnet20'" in capsys.readouterr().err
+
+
+def test_a_keras_file_exports_from_a_fresh_process(tmp_path, model):
+    """`kerazoo export model.keras` in a process that has built no kerazoo model
+    yet: the file's kerazoo classes are found (kerazoo.api.load_model)."""
+    import subprocess
+    import sys
+
+    model.save(tmp_path / "m.keras")
+    code = "import sys; from kerazoo.cli import main; sys.exit(main(sys.argv[1:]))"
+    argv = ["export", str(tmp_path / "m.keras"), "--name", "m", "--out", str(tmp_path)]
+    result = subprocess.run(
+        [sys.executable, "-c", code, *argv, "--no-verify"],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert (tmp_path / "m" / "1" / "saved_model.pb").exists()
