@@ -34,23 +34,9 @@ from _timing import write_json
 from kerazoo.export import export_saved_model
 from kerazoo.layers import BatchNormalization
 from kerazoo.models import create_model
+from kerazoo.testing import randomize_batch_norms
 
 MODELS = ("efficientnet_b0", "resnet50")
-
-
-def trained_like(model, seed=0):
-    """Batch-norm statistics and scales away from their initial values, as in a
-    trained network (an untrained one has zero offsets, which a graph optimizer
-    could drop)."""
-    rng = np.random.default_rng(seed)
-    for layer in model._flatten_layers(recursive=True):
-        if isinstance(layer, BatchNormalization):
-            c = layer.moving_mean.shape[0]
-            layer.moving_mean.assign(rng.normal(0, 0.2, c).astype("float32"))
-            layer.moving_variance.assign(rng.uniform(0.5, 2.0, c).astype("float32"))
-            layer.gamma.assign(rng.uniform(0.5, 1.5, c).astype("float32"))
-            layer.beta.assign(rng.normal(0, 0.2, c).astype("float32"))
-    return model
 
 
 def keras_call(model, spec, without_norms=False):
@@ -82,7 +68,7 @@ def _time(fn, x, steps):
 
 def bench_model(name, size, batches, steps, repeats, folder, log):
     keras.utils.set_random_seed(0)
-    model = trained_like(create_model(name, input_shape=(size, size, 3)))
+    model = randomize_batch_norms(create_model(name, input_shape=(size, size, 3)))
     exports = {}
     for fold in (True, False):
         path = export_saved_model(

@@ -18,13 +18,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np
 import tensorflow as tf
-from bench_serving import trained_like
 from tensorflow.python.framework.convert_to_constants import (
     convert_variables_to_constants_v2,
 )
 
 from kerazoo.export import fold_batch_norms
 from kerazoo.models import create_model
+from kerazoo.testing import randomize_batch_norms
 
 
 def op_times(model, batch, size):
@@ -67,7 +67,9 @@ def main(argv=None):
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--fold", action="store_true", help="fold batch norms")
     args = parser.parse_args(argv)
-    model = trained_like(create_model(args.model, input_shape=(args.size,) * 2 + (3,)))
+    model = randomize_batch_norms(
+        create_model(args.model, input_shape=(args.size,) * 2 + (3,))
+    )
     if args.fold:
         model, _ = fold_batch_norms(model)
     times = op_times(model, args.batch, args.size)

@@ -1,4 +1,5 @@
-"""The shared test harness that every kerazoo layer test calls."""
+"""The shared test harness that every kerazoo layer test calls, and trained-like
+batch-norm statistics for tests and benchmarks of untrained models."""
 
 from kerazoo.testing.layer_test import check_build
 from kerazoo.testing.layer_test import check_config_round_trip
@@ -8,6 +9,7 @@ from kerazoo.testing.layer_test import check_mixed_precision
 from kerazoo.testing.layer_test import check_output_shapes
 from kerazoo.testing.layer_test import check_saved_model_export
 from kerazoo.testing.layer_test import run_layer_test
+from kerazoo.testing.statistics import randomize_batch_norms
 
 __all__ = [
     "check_build",
@@ -17,5 +19,6 @@ __all__ = [
     "check_mixed_precision",
     "check_output_shapes",
     "check_saved_model_export",
+    "randomize_batch_norms",
     "run_layer_test",
 ]
