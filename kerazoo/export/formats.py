@@ -100,8 +100,10 @@ def verify_format(fmt, path, model, batch_sizes=(1, 7), atol=1e-4):
         The largest absolute difference per batch size.
 
     Raises:
-        ValueError: a difference above `atol`.
+        ExportError: a difference above `atol`, or another output shape.
     """
+    from kerazoo.export.saved_model import ExportError
+
     run = runner(fmt, path)
     height, width = model.inputs[0].shape[1:3]
     rng = np.random.default_rng(0)
@@ -111,14 +113,14 @@ def verify_format(fmt, path, model, batch_sizes=(1, 7), atol=1e-4):
         reference = keras.ops.convert_to_numpy(model(images, training=False))
         served = np.asarray(run(images))
         if served.shape != reference.shape:
-            raise ValueError(
+            raise ExportError(
                 f"{path} returns shape {served.shape} for a batch of {batch}, the "
                 f"Keras model {reference.shape}"
             )
         differences[batch] = float(np.max(np.abs(served - reference)))
     worst = max(differences.values())
     if worst > atol:
-        raise ValueError(
+        raise ExportError(
             f"{path} differs from the Keras model by {worst:.3g} (> {atol:g}): "
             f"{differences}"
         )
