@@ -69,6 +69,16 @@ def _output_axis(layer):
     return -1 if layer.data_format == "channels_last" else 1
 
 
+def _why_not(layer, norm):
+    """None when `norm` folds into `layer`, else the reason it cannot."""
+    if not norm.center:
+        return "center=False (no offset to keep)"
+    ndim = norm.input_spec.ndim
+    if norm.axis % ndim != _output_axis(layer) % ndim:
+        return f"normalises axis {norm.axis}, not the channels"
+    return None
+
+
 def _functional_pairs(model):
     """(layer, batch norm) pairs of a functional model's own graph."""
     if not isinstance(model, keras.Model) or not hasattr(model, "_operations"):
@@ -94,36 +104,52 @@ def _functional_pairs(model):
 
 
 def _block_pairs(block):
+    """A block's pairs when all of them fold, else none: the block's config
+    says whether it is folded (`folded=True`), so that a saved folded model
+    loads as it was saved."""
     pairs = block.folding_pairs()
     if all(
-        isinstance(norm, BatchNormalization) and norm.center and _foldable_layer(layer)
+        isinstance(norm, BatchNormalization)
+        and _foldable_layer(layer)
+        and _why_not(layer, norm) is None
         for layer, norm in pairs
     ):
         return pairs
     return []
 
 
-def folding_pairs(model):
-    """Every (layer, batch norm) pair that can be folded, with the batch norms
-    that cannot: `(pairs, kept)`, `kept` a list of `(batch norm, reason)`.
-
-    A block's pairs are folded all together or not at all: the block's config
-    says whether it is folded (`folded=True`), so that a saved folded model
-    loads as it was saved."""
-    pairs = []
+def _find(model):
+    """`(pairs, kept, blocks)`: the foldable pairs, the batch norms that stay
+    with their reasons, and the blocks whose pairs fold."""
+    pairs, kept, blocks = [], [], []
     for layer in [model, *model._flatten_layers(include_self=False, recursive=True)]:
-        pairs.extend(_functional_pairs(layer))
+        for producer, norm in _functional_pairs(layer):
+            reason = _why_not(producer, norm)
+            if reason is None:
+                pairs.append((producer, norm))
+            else:
+                kept.append((norm, reason))
         if hasattr(layer, "folding_pairs") and not isinstance(layer, keras.Model):
-            pairs.extend(_block_pairs(layer))
-    paired = {id(norm) for _, norm in pairs}
-    kept = []
+            block_pairs = _block_pairs(layer)
+            if block_pairs:
+                pairs.extend(block_pairs)
+                blocks.append(layer)
+    seen = {id(norm) for _, norm in pairs} | {id(norm) for norm, _ in kept}
     for layer in model._flatten_layers(include_self=False, recursive=True):
-        if id(layer) in paired:
+        if id(layer) in seen:
             continue
         if isinstance(layer, BatchNormalization):
             kept.append((layer, "no convolution or dense layer right before it"))
         elif isinstance(layer, keras.layers.BatchNormalization):
             kept.append((layer, "keras.layers.BatchNormalization (kerazoo's folds)"))
+    return pairs, kept, blocks
+
+
+def folding_pairs(model):
+    """Every (layer, batch norm) pair that can be folded, with the batch norms
+    that cannot: `(pairs, kept)`, `kept` a list of `(batch norm, reason)`.
+    A block's pairs fold all together or not at all."""
+    pairs, kept, _ = _find(model)
     return pairs, kept
 
 
@@ -187,19 +213,11 @@ def fold_batch_norms(model):
         keras.saving.serialize_keras_object(model)
     )
     copy.set_weights(model.get_weights())
-    pairs, kept = folding_pairs(copy)
-    for block in copy._flatten_layers(recursive=True):
-        if hasattr(block, "folding_pairs") and _block_pairs(block):
-            block.folded = True
+    pairs, kept, blocks = _find(copy)
+    for block in blocks:
+        block.folded = True
     report = FoldingReport()
     for layer, norm in pairs:
-        if not norm.center:
-            kept.append((norm, "center=False (no offset to keep)"))
-            continue
-        ndim = norm.input_spec.ndim
-        if norm.axis % ndim != _output_axis(layer) % ndim:
-            kept.append((norm, f"normalises axis {norm.axis}, not the channels"))
-            continue
         _fold_pair(layer, norm)
         report.folded.append(f"{layer.path} -> {norm.path}")
     report.kept = [f"{norm.path}: {reason}" for norm, reason in kept]

@@ -103,7 +103,7 @@ class Optimizer(keras.optimizers.Optimizer):
         self.skip_nonfinite = bool(skip_nonfinite)
         self._lr_factors = []
         # Set while a step checked all its gradients at once (TensorFlow):
-        # None for no per-variable checks, or the list of per-variable flags.
+        # None for no per-variable checks, or the flags by variable index.
         self._step_finite = _PER_VARIABLE
 
     def build(self, var_list):
@@ -156,11 +156,11 @@ class Optimizer(keras.optimizers.Optimizer):
         factor = self._lr_factors[self._get_variable_index(variable)]
         if factor is not None:
             lr = lr * ops.cast(factor, dtype)
-        finite = None
         if not self.skip_nonfinite:
             return gradient, lr, None
         if self._step_finite is not _PER_VARIABLE:
             # The step checked every gradient before its updates.
+            finite = None
             if self._step_finite is not None:
                 finite = self._step_finite[self._get_variable_index(variable)]
             return gradient, lr, finite
@@ -187,11 +187,17 @@ class Optimizer(keras.optimizers.Optimizer):
         update_all = super()._distributed_tf_update_step
         if not self.skip_nonfinite or tf.distribute.has_strategy():
             return update_all(distribution, grads_and_vars, learning_rate)
-        flags = [
-            _finite(ops.cast(gradient, variable.dtype))
+        # By the optimizer's variable index: a step may update only some of
+        # its variables (Keras drops those without a gradient).
+        flags = {
+            self._get_variable_index(variable): _finite(
+                ops.cast(gradient, variable.dtype)
+            )
             for gradient, variable in grads_and_vars
-        ]
-        skipped = ops.sum(ops.cast(ops.logical_not(ops.stack(flags)), "int32"))
+        }
+        skipped = ops.sum(
+            ops.cast(ops.logical_not(ops.stack(list(flags.values()))), "int32")
+        )
         self.nonfinite_updates.assign_add(skipped)
 
         def run(step_finite):

@@ -84,6 +84,29 @@ def test_nonfinite_skip_in_compiled_functions(name, jit_compile):
     assert np.all(np.isfinite(a.numpy())) and not np.array_equal(a.numpy(), a_before)
 
 
+@pytest.mark.skipif(
+    keras.backend.backend() != "tensorflow", reason="the step-level check is TF's"
+)
+def test_step_check_matches_flags_to_variables_when_some_have_no_gradient():
+    """A step that updates only some of the optimizer's variables: each flag
+    guards its own variable."""
+    import tensorflow as tf
+
+    optimizer = _make("momentum")
+    a, b, c = (keras.Variable(np.array([1.0, -2.0], "float32")) for _ in range(3))
+    optimizer.build([a, b, c])
+
+    @tf.function
+    def step(gb, gc):
+        optimizer.apply([gb, gc], [b, c])
+
+    step(tf.constant([0.3, -0.1]), tf.constant([np.nan, 1.0]))
+    assert not np.array_equal(b.numpy(), [1.0, -2.0])  # b's gradient is finite
+    np.testing.assert_array_equal(c.numpy(), [1.0, -2.0])  # c's is not
+    np.testing.assert_array_equal(a.numpy(), [1.0, -2.0])
+    assert int(optimizer.nonfinite_updates.numpy()) == 1
+
+
 def test_nonfinite_gradient_spreads_when_not_skipped():
     optimizer = _make("momentum", skip_nonfinite=False)
     a = keras.Variable(np.array([1.0, -2.0], "float32"))
