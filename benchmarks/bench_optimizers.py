@@ -7,7 +7,9 @@ compiled `tf.function` (`jit_compile` set explicitly, the same on both sides).
 After warm-up (tracing excluded) the two are timed alternately for `--repeats`
 rounds of `--steps` calls; the report is the median of the per-round time ratios
 (kerazoo / Keras) and their spread. A second table gives the cost of kerazoo's
-non-finite-gradient guard (`skip_nonfinite=True` against `False`).
+non-finite-gradient guard (`skip_nonfinite=True` against `False`), a third what
+TensorFlow's fused training kernels save (kerazoo with them against kerazoo's
+generic path, both guarded).
 
     python benchmarks/bench_optimizers.py [--quick] [--jit] [--json PATH]
 
@@ -56,6 +58,16 @@ RULES = {
         lambda: keras.optimizers.Adagrad(0.01),
     ),
 }
+
+
+# Rules that use TensorFlow's fused kernels (`Optimizer._fused_kernels`): all.
+FUSED = tuple(RULES)
+
+
+def generic(optimizer):
+    """The optimizer with its fused kernels turned off."""
+    optimizer._use_fused_kernels = False
+    return optimizer
 
 
 def resnet50_shapes(quick):
@@ -112,7 +124,7 @@ def main(argv=None):
         tf.constant(rng.normal(scale=1e-3, size=s).astype("float32")) for s in shapes
     ]
 
-    versus_keras, guard = {}, {}
+    versus_keras, guard, fused = {}, {}, {}
     for name in args.rules:
         ours, theirs = RULES[name]
         print(f"timing {name} ...", flush=True)
@@ -128,6 +140,13 @@ def main(argv=None):
             steps,
             repeats,
         )
+        if name in FUSED:
+            fused[name] = compare(
+                make_step(ours(), shapes, gradients, args.jit),
+                make_step(generic(ours()), shapes, gradients, args.jit),
+                steps,
+                repeats,
+            )
 
     setting = (
         f"backend=tensorflow jit_compile={args.jit} variables={len(shapes)} "
@@ -142,7 +161,13 @@ def main(argv=None):
     _table(
         "\nkerazoo, skip_nonfinite=True vs False", "guarded ms", "unguarded ms", guard
     )
-    results = {"versus_keras": versus_keras, "nonfinite_guard": guard}
+    if fused:
+        _table("\nkerazoo, fused kernels vs generic", "fused ms", "generic ms", fused)
+    results = {
+        "versus_keras": versus_keras,
+        "nonfinite_guard": guard,
+        "fused_kernels": fused,
+    }
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"setting": setting, "results": results}, f, indent=2)

@@ -39,7 +39,7 @@ SUITE = {
     ),
     "stage1": (
         "bench_stage1",
-        0.2,
+        {"cached vs uncached stage 1": 0.2},
         "stage 1 on cached features vs the frozen body every epoch",
         False,
     ),

@@ -36,14 +36,15 @@ def test_bench_optimizers_reports_ratios(tmp_path, capsys):
             str(out),
         ]
     )
-    assert set(results) == {"versus_keras", "nonfinite_guard"}
+    assert set(results) == {"versus_keras", "nonfinite_guard", "fused_kernels"}
     for table in results.values():
         assert set(table) == {"sgd", "adam"}
         for r in table.values():
             assert r["ratio_min"] <= r["ratio_median"] <= r["ratio_max"]
             assert r["a_ms"] > 0 and r["b_ms"] > 0
     assert json.loads(out.read_text())["results"].keys() == results.keys()
-    assert "kerazoo vs Keras" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "kerazoo vs Keras" in printed and "fused kernels vs generic" in printed
 
 
 def test_bench_zoo_reports_ratios_for_train_and_predict(tmp_path):
@@ -128,6 +129,9 @@ def test_bench_stage1_and_tuner_report_their_ratios(tmp_path):
     r = stage1["cached vs uncached stage 1"]
     assert r["ratio_median"] > 0 and r["a_ms"] > 0 and r["b_ms"] > 0
     assert len(r["test_accuracy"]["cached"]) == 1
+    passes = stage1["feature pass folded vs unfolded"]
+    assert passes["folding"] == "19 batch norms folded" and passes["images"] == 640
+    assert passes["a_ms"] > 0 and passes["b_ms"] > 0
     tuner = load_benchmark("bench_tuner").main(
         [
             *("--recipe", str(TINY), "--trials", "2", "--repeats", "1"),

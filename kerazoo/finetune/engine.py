@@ -302,18 +302,47 @@ def _augment(recipe, stage):
     return augment if stage.augment and augment.enabled else None
 
 
-def body_features(parts, pipeline):
+def _folded_features(parts):
+    """The features model with its batch norms folded, or the model itself
+    when folding fails (a custom layer that cannot be copied): folding only
+    saves time, and the reason is kept in `parts["_folding"]`."""
+    from kerazoo.export.folding import fold_batch_norms
+
+    model = parts["features"]
+    try:
+        folded, report = fold_batch_norms(model)
+    except Exception as error:  # a copy that fails costs only time
+        parts["_folding"] = f"not folded ({type(error).__name__}: {error})"
+        return model
+    if not report.folded:
+        parts["_folding"] = "no batch norm to fold"
+        return model
+    parts["_folding"] = f"{len(report.folded)} batch norms folded"
+    return folded
+
+
+def body_features(parts, pipeline, fold=True):
     """Pooled body features and labels of a `(images, labels)` pipeline, in one
     pass over it, compiled once for every batch size: on TensorFlow one
     `tf.function` with an unknown batch dimension; on other backends each batch
     padded to the first one's size (the body runs in inference mode, so the
     padding changes no other image's features). With `predict` each split's
-    last, smaller batch cost a new trace of the whole body."""
+    last, smaller batch cost a new trace of the whole body.
+
+    The pass runs a copy of the body with its batch norms folded into the
+    convolutions before them (`kerazoo.export.fold_batch_norms`): the body is
+    frozen and in inference mode, so each batch norm is a fixed affine map and
+    the copy computes the same features (to float32 rounding) with less work.
+    `parts["_folding"]` tells how many were folded, or why none were;
+    `fold=False` runs the body as it is (the first call decides for `parts`)."""
     import tensorflow as tf
 
-    model = parts["features"]
     extract = parts.get("_extract")
     if extract is None:
+        if fold:
+            model = _folded_features(parts)
+        else:
+            model, parts["_folding"] = parts["features"], "not folded (fold=False)"
         if keras.backend.backend() == "tensorflow":
             spec = tf.TensorSpec(
                 (None, *model.inputs[0].shape[1:]), model.inputs[0].dtype
@@ -455,9 +484,11 @@ def _run(recipe, *, restart, log):
             }
             feats = {split: body_features(parts, p) for split, p in plain.items()}
             record["feature_seconds"] = time.perf_counter() - start
+            record["feature_folding"] = parts["_folding"]
             log(
                 f"stage 1: body features of {sum(len(f[1]) for f in feats.values())} "
-                f"images computed once in {record['feature_seconds']:.1f} s"
+                f"images computed once in {record['feature_seconds']:.1f} s "
+                f"({parts['_folding']})"
             )
 
             def slices(split):

@@ -67,6 +67,18 @@ class AdaGrad(Optimizer):
     def update_step(self, gradient, variable, learning_rate):
         gradient, lr, finite = self._prepare(gradient, variable, learning_rate)
         accumulator = self._accumulators[self._get_variable_index(variable)]
+        fused = self._fused_kernels(gradient, variable, finite)
+        if fused:
+            # No fused AdaGrad kernel has epsilon inside the root; the
+            # in-place `var -= alpha * delta` kernel saves the temporaries of
+            # the sum and of `lr * g`.
+            self.assign_add(accumulator, ops.square(gradient))
+            fused.ResourceApplyGradientDescent(
+                var=variable.handle,
+                alpha=lr,
+                delta=gradient / ops.sqrt(accumulator + self.epsilon),
+            )
+            return
         new_accumulator = accumulator + ops.square(gradient)
         self._update(accumulator, new_accumulator, finite)
         step = lr * gradient / ops.sqrt(new_accumulator + self.epsilon)

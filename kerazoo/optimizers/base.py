@@ -212,6 +212,42 @@ class Optimizer(keras.optimizers.Optimizer):
 
         tf.cond(skipped == 0, run(None), run(flags))
 
+    def _fused_kernels(self, gradient, variable, finite):
+        """`tf.raw_ops` when this update may run TensorFlow's fused training
+        kernels, else None: `ResourceApplyMomentum` (SGD with momentum and
+        Nesterov), `ResourceApplyAdam`, and, for plain SGD, RMSProp and AdaGrad
+        (whose epsilon TensorFlow's own kernels place differently), the
+        in-place `ResourceApplyGradientDescent` (`var -= alpha * delta`).
+
+        A fused kernel reads each tensor once and writes the variable and its
+        slots in place, where the same formula written with ops makes a
+        temporary of every intermediate (Keras's built-ins are written that
+        way): without XLA the update moves less memory, which pays for the
+        guard's test of the gradient (benchmarks/RESULTS.md). Used
+        on TensorFlow, without a distribution strategy, for dense float32 and
+        float64 gradients, in a step whose gradients are known to be finite
+        (or with `skip_nonfinite=False`); the guarded per-variable updates keep
+        the generic path. The kernels compute the rule's own formula, to float
+        rounding (tested against the generic path)."""
+        if (
+            finite is not None
+            or not self._use_fused_kernels
+            or keras.backend.backend() != "tensorflow"
+        ):
+            return None
+        import tensorflow as tf
+
+        if (
+            tf.distribute.has_strategy()
+            or not isinstance(gradient, tf.Tensor)
+            or variable.dtype not in ("float32", "float64")
+        ):
+            return None
+        return tf.raw_ops
+
+    # Whether `_fused_kernels` may return the kernels (benchmarks compare).
+    _use_fused_kernels = True
+
     def _update(self, variable, value, finite):
         """Assigns `value`, unless the gradient was not finite."""
         self._guarded(variable, value, finite, "assign")

@@ -57,6 +57,20 @@ class RMSProp(Optimizer):
         gradient, lr, finite = self._prepare(gradient, variable, learning_rate)
         v = self._velocities[self._get_variable_index(variable)]
         rho = ops.cast(self.rho, variable.dtype)
+        fused = self._fused_kernels(gradient, variable, finite)
+        if fused:
+            # TensorFlow's RMSProp kernel has epsilon inside the root; the
+            # in-place `var -= alpha * delta` kernel does both updates here:
+            # `v - (1 - rho) * (v - g^2)` is `rho * v + (1 - rho) * g^2`.
+            fused.ResourceApplyGradientDescent(
+                var=v.handle, alpha=1 - rho, delta=v - ops.square(gradient)
+            )
+            fused.ResourceApplyGradientDescent(
+                var=variable.handle,
+                alpha=lr,
+                delta=gradient / (ops.sqrt(v) + self.epsilon),
+            )
+            return
         new_v = rho * v + (1 - rho) * ops.square(gradient)
         self._update(v, new_v, finite)
         step = lr * gradient / (ops.sqrt(new_v) + self.epsilon)

@@ -1,3 +1,5 @@
+from keras import ops
+
 from kerazoo._checks import check_fraction
 from kerazoo.api import register
 from kerazoo.optimizers.base import Optimizer
@@ -81,12 +83,31 @@ class SGD(Optimizer):
 
     def update_step(self, gradient, variable, learning_rate):
         gradient, lr, finite = self._prepare(gradient, variable, learning_rate)
+        fused = self._fused_kernels(gradient, variable, finite)
         if not self.momentum:
-            self._update_sub(variable, lr * gradient, finite)
+            if fused:
+                fused.ResourceApplyGradientDescent(
+                    var=variable.handle, alpha=lr, delta=gradient
+                )
+            else:
+                self._update_sub(variable, lr * gradient, finite)
             return
         v = self._velocities[self._get_variable_index(variable)]
         gamma = self._hyperparameter(self.momentum, variable.dtype)
         step = lr * gradient
+        if fused and not (self.nesterov and callable(self.momentum)):
+            # The kernel's `accum = momentum * accum + grad; var -= lr * accum`
+            # (Nesterov: `var -= lr * grad + lr * momentum * accum`) with
+            # grad = eta * g and lr = 1 is this rule, v held in `accum`.
+            fused.ResourceApplyMomentum(
+                var=variable.handle,
+                accum=v.handle,
+                lr=ops.ones((), variable.dtype),
+                grad=step,
+                momentum=gamma,
+                use_nesterov=self.nesterov,
+            )
+            return
         new_v = gamma * v + step
         self._update(v, new_v, finite)
         if self.nesterov:

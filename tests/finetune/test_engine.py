@@ -80,6 +80,43 @@ def test_stage1_leaves_body_bit_identical_and_caching_changes_nothing(tmp_path):
         )
 
 
+def test_feature_pass_runs_a_folded_copy_of_the_body(tmp_path, monkeypatch):
+    """The cached features come from a copy of the body with its batch norms
+    folded (trained-like statistics here) and equal the body's own features;
+    a model that cannot be folded runs as it is."""
+    import tensorflow as tf
+
+    from kerazoo.export import folding
+    from kerazoo.finetune.engine import body_features
+    from kerazoo.testing import randomize_batch_norms
+
+    r = recipe(tmp_path)
+    images = np.random.default_rng(0).uniform(0, 255, (13, 32, 32, 3))
+    labels = np.arange(13) % 10
+    dataset = tf.data.Dataset.from_tensor_slices(
+        (images.astype("float32"), labels)
+    ).batch(5)
+    parts = reference_parts(r)
+    randomize_batch_norms(parts["body"])
+    expected = keras.ops.convert_to_numpy(
+        parts["features"](images.astype("float32"), training=False)
+    )
+    features, got_labels = body_features(parts, dataset)
+    assert parts["_folding"] == "19 batch norms folded"
+    np.testing.assert_array_equal(got_labels, labels)
+    np.testing.assert_allclose(features, expected, rtol=1e-4, atol=1e-4)
+
+    def refuse(model):
+        raise ValueError("cannot copy this model")
+
+    monkeypatch.setattr(folding, "fold_batch_norms", refuse)
+    parts = reference_parts(r)
+    randomize_batch_norms(parts["body"])
+    features, _ = body_features(parts, dataset)
+    assert parts["_folding"] == "not folded (ValueError: cannot copy this model)"
+    np.testing.assert_allclose(features, expected, rtol=1e-5, atol=1e-5)
+
+
 def test_unfreeze_last_stage_with_frozen_batchnorm_trains_only_that_stage(tmp_path):
     r = recipe(tmp_path, "batchnorm=frozen")
     parts = reference_parts(r)

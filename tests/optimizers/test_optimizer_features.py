@@ -107,6 +107,85 @@ def test_step_check_matches_flags_to_variables_when_some_have_no_gradient():
     assert int(optimizer.nonfinite_updates.numpy()) == 1
 
 
+FUSED_CASES = {
+    "sgd": ({"name": "sgd"}, "ResourceApplyGradientDescent"),
+    "momentum": ({"name": "momentum"}, "ResourceApplyMomentum"),
+    "nesterov": ({"name": "nesterov"}, "ResourceApplyMomentum"),
+    "adam": ({"name": "adam", "epsilon": 0.5}, "ResourceApplyAdam"),
+    "adamw": ({"name": "adamw", "weight_decay": 0.1}, "ResourceApplyAdam"),
+    "adam, scheduled beta_1": (
+        {
+            "name": "adam",
+            "beta_1": keras.optimizers.schedules.ExponentialDecay(0.9, 3, 0.5),
+        },
+        "ResourceApplyAdam",
+    ),
+    "rmsprop": ({"name": "rmsprop", "epsilon": 0.5}, "ResourceApplyGradientDescent"),
+    "adagrad": ({"name": "adagrad", "epsilon": 0.5}, "ResourceApplyGradientDescent"),
+    "sgd, unguarded": ({"name": "sgd", "skip_nonfinite": False}, None),
+    "momentum, multipliers": (
+        {"name": "momentum", "lr_multipliers": {"a": 0.5}},
+        "ResourceApplyMomentum",
+    ),
+}
+
+
+def _graph_ops(function, *args):
+    """Every op type in a tf.function's graph and in the functions it calls
+    (the branches of a cond)."""
+    graph = function.get_concrete_function(*args).graph
+    types = {op.type for op in graph.get_operations()}
+    for inner in graph._functions.values():
+        types |= {node.op for node in inner.cached_definition.node_def}
+    return types
+
+
+@pytest.mark.skipif(
+    keras.backend.backend() != "tensorflow", reason="TensorFlow's kernels"
+)
+@pytest.mark.parametrize("jit_compile", [False, True])
+@pytest.mark.parametrize("case", list(FUSED_CASES))
+def test_fused_kernels_compute_the_generic_update(case, jit_compile):
+    """On TensorFlow the rules with a fused training kernel use it (it is in
+    the traced graph) and give the generic path's variables and slots, also
+    with a scheduled beta_1, weight decay, learning-rate multipliers and the
+    guard off; a step with a NaN still skips its variable."""
+    import tensorflow as tf
+
+    config, kernel = FUSED_CASES[case]
+    rng = np.random.default_rng(0)
+    start = [rng.normal(size=s).astype("float32") for s in [(3, 4), (4,)]]
+    gradients = [
+        [tf.constant(rng.normal(size=s).astype("float32")) for s in [(3, 4), (4,)]]
+        for _ in range(6)
+    ]
+    gradients[3][1] = tf.constant([np.nan, 0.0, 0.0, 0.0])
+
+    def train(fused):
+        optimizer = optimizers.get({"learning_rate": 0.05, **config})
+        optimizer._use_fused_kernels = fused
+        variables = [
+            keras.Variable(x, name=n) for x, n in zip(start, "ab", strict=True)
+        ]
+        optimizer.build(variables)
+
+        @tf.function(jit_compile=jit_compile)
+        def step(ga, gb):
+            optimizer.apply([ga, gb], variables)
+
+        if fused and kernel and not jit_compile:
+            assert kernel in _graph_ops(step, *gradients[0])
+        for ga, gb in gradients:
+            if config.get("skip_nonfinite", True) or np.isfinite(gb.numpy()).all():
+                step(ga, gb)
+        return [v.numpy() for v in variables] + _slots(optimizer)
+
+    finals = [train(True), train(False)]
+    for got, expected in zip(*finals, strict=True):
+        np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-7)
+        assert np.all(np.isfinite(got))
+
+
 def test_nonfinite_gradient_spreads_when_not_skipped():
     optimizer = _make("momentum", skip_nonfinite=False)
     a = keras.Variable(np.array([1.0, -2.0], "float32"))
