@@ -66,8 +66,18 @@ class SearchHyperModel:
             ),
         }
         if name in ("momentum", "nesterov"):
+            # One hyperparameter for both families, with one condition: a
+            # second "momentum" under another condition is a second entry in
+            # keras-tuner's space, which a reloaded trial does not hold a
+            # value for (a retried trial failed with KeyError 'momentum').
             config["momentum"] = hp.Float(
-                "momentum", 0.8, 0.99, parent_name="optimizer", parent_values=[name]
+                "momentum",
+                0.8,
+                0.99,
+                parent_name="optimizer",
+                parent_values=[
+                    v for v in space.optimizers if v in ("momentum", "nesterov")
+                ],
             )
         if name == "rmsprop":
             config["rho"] = hp.Float(

@@ -63,6 +63,35 @@ def test_search_ranks_trials_with_conditional_hyperparameters(tmp_path):
     assert any(line.startswith("best: ") for line in lines)
 
 
+def test_momentum_and_nesterov_share_one_momentum_hyperparameter(tmp_path):
+    """Registered under both families with one condition: a trial of one
+    family reloaded after a trial of the other still finds its value."""
+    import keras_tuner
+
+    from kerazoo.tuning.search import SearchHyperModel
+
+    recipe = load_recipe(
+        TINY,
+        [
+            f"output_dir={tmp_path}",
+            "search={max_trials: 2, optimizers: [nesterov, momentum, adam]}",
+        ],
+    )
+    model = SearchHyperModel(recipe, feature_dim=8, num_classes=10)
+    hp = keras_tuner.HyperParameters()
+    configs = {}
+    for family in ("nesterov", "momentum"):
+        hp.values["optimizer"] = family
+        configs[family] = model.optimizer_config(hp)
+    assert [h.name for h in hp.space].count("momentum") == 1
+    reloaded = keras_tuner.HyperParameters.from_config(hp.get_config())
+    reloaded.values["optimizer"] = "momentum"
+    assert (
+        model.optimizer_config(reloaded)["momentum"] == configs["momentum"]["momentum"]
+    )
+    assert "momentum" in configs["nesterov"]
+
+
 def test_search_folder_of_another_space_is_refused(tmp_path):
     first = load_recipe(
         TINY, [f"output_dir={tmp_path}", "search={max_trials: 1, epochs: 1}"]
