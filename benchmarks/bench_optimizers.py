@@ -60,10 +60,6 @@ RULES = {
 }
 
 
-# Rules that use TensorFlow's fused kernels (`Optimizer._fused_kernels`): all.
-FUSED = tuple(RULES)
-
-
 def generic(optimizer):
     """The optimizer with its fused kernels turned off."""
     optimizer._use_fused_kernels = False
@@ -140,13 +136,12 @@ def main(argv=None):
             steps,
             repeats,
         )
-        if name in FUSED:
-            fused[name] = compare(
-                make_step(ours(), shapes, gradients, args.jit),
-                make_step(generic(ours()), shapes, gradients, args.jit),
-                steps,
-                repeats,
-            )
+        fused[name] = compare(
+            make_step(ours(), shapes, gradients, args.jit),
+            make_step(generic(ours()), shapes, gradients, args.jit),
+            steps,
+            repeats,
+        )
 
     setting = (
         f"backend=tensorflow jit_compile={args.jit} variables={len(shapes)} "
@@ -161,8 +156,7 @@ def main(argv=None):
     _table(
         "\nkerazoo, skip_nonfinite=True vs False", "guarded ms", "unguarded ms", guard
     )
-    if fused:
-        _table("\nkerazoo, fused kernels vs generic", "fused ms", "generic ms", fused)
+    _table("\nkerazoo, fused kernels vs generic", "fused ms", "generic ms", fused)
     results = {
         "versus_keras": versus_keras,
         "nonfinite_guard": guard,

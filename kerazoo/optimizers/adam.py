@@ -92,57 +92,45 @@ class Adam(Optimizer):
         beta_2 = ops.cast(self.beta_2, dtype)
         index = self._get_variable_index(variable)
         m, s = self._momentums[index], self._velocities[index]
+        if callable(self.beta_1):
+            # With a scheduled beta_1 the bias correction is the product of
+            # the betas seen so far, kept per variable.
+            product = self._beta_1_products[index]
+            beta_1_power = product * beta_1
+            self._update(product, beta_1_power, finite)
+        else:
+            beta_1_power = ops.power(beta_1, t)
+        beta_2_power = ops.power(beta_2, t)
+        # The paper's m_hat / (sqrt(s_hat) + eps), rearranged so that the bias
+        # corrections are scalars: lr * sqrt(c_2) / c_1 * m / (sqrt(s) + eps
+        # * sqrt(c_2)) with c = 1 - beta ** t. (Keras's built-in drops the
+        # sqrt(c_2) on epsilon.)
+        sqrt_c2 = ops.sqrt(1 - beta_2_power)
         fused = self._fused_kernels(gradient, variable, finite)
         if fused:
-            self._fused_step(fused, gradient, variable, lr, t, beta_1, beta_2)
+            # One kernel: `alpha = lr * sqrt(1 - beta2_power) / (1 -
+            # beta1_power)`, the moments as below, and `var -= alpha * m /
+            # (sqrt(s) + epsilon)`; given epsilon * sqrt(c_2), the paper's.
+            fused.ResourceApplyAdam(
+                var=variable.handle,
+                m=m.handle,
+                v=s.handle,
+                beta1_power=beta_1_power,
+                beta2_power=beta_2_power,
+                lr=lr,
+                beta1=beta_1,
+                beta2=beta_2,
+                epsilon=self.epsilon * sqrt_c2,
+                grad=gradient,
+            )
             return
         new_m = beta_1 * m + (1 - beta_1) * gradient
         new_s = beta_2 * s + (1 - beta_2) * ops.square(gradient)
         self._update(m, new_m, finite)
         self._update(s, new_s, finite)
-        if callable(self.beta_1):
-            # With a scheduled beta_1 the bias correction is the product of
-            # the betas seen so far, kept per variable.
-            product = self._beta_1_products[index]
-            new_product = product * beta_1
-            self._update(product, new_product, finite)
-            correction_1 = 1 - new_product
-        else:
-            correction_1 = 1 - ops.power(beta_1, t)
-        # The paper's m_hat / (sqrt(s_hat) + eps), rearranged so that the bias
-        # corrections are scalars: lr * sqrt(c_2) / c_1 * m / (sqrt(s) + eps
-        # * sqrt(c_2)) with c = 1 - beta ** t. (Keras's built-in drops the
-        # sqrt(c_2) on epsilon.)
-        sqrt_c2 = ops.sqrt(1 - ops.power(beta_2, t))
-        alpha = lr * sqrt_c2 / correction_1
+        alpha = lr * sqrt_c2 / (1 - beta_1_power)
         step = alpha * new_m / (ops.sqrt(new_s) + self.epsilon * sqrt_c2)
         self._update_sub(variable, step, finite)
-
-    def _fused_step(self, fused, gradient, variable, lr, t, beta_1, beta_2):
-        """The same step as one `ResourceApplyAdam` kernel: it computes
-        `alpha = lr * sqrt(1 - beta_2_power) / (1 - beta_1_power)`, the moments
-        as above, and `var -= alpha * m / (sqrt(s) + epsilon)`; passing it
-        `epsilon * sqrt(c_2)` keeps the paper's epsilon."""
-        index = self._get_variable_index(variable)
-        if callable(self.beta_1):
-            product = self._beta_1_products[index]
-            beta_1_power = product * beta_1
-            self.assign(product, beta_1_power)
-        else:
-            beta_1_power = ops.power(beta_1, t)
-        beta_2_power = ops.power(beta_2, t)
-        fused.ResourceApplyAdam(
-            var=variable.handle,
-            m=self._momentums[index].handle,
-            v=self._velocities[index].handle,
-            beta1_power=beta_1_power,
-            beta2_power=beta_2_power,
-            lr=lr,
-            beta1=beta_1,
-            beta2=beta_2,
-            epsilon=self.epsilon * ops.sqrt(1 - beta_2_power),
-            grad=gradient,
-        )
 
     def get_config(self):
         config = super().get_config()
