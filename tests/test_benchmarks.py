@@ -36,7 +36,12 @@ def test_bench_optimizers_reports_ratios(tmp_path, capsys):
             str(out),
         ]
     )
-    assert set(results) == {"versus_keras", "nonfinite_guard", "fused_kernels"}
+    assert set(results) == {
+        "versus_keras",
+        "nonfinite_guard",
+        "fused_kernels",
+        "guard_floor",
+    }
     for table in results.values():
         assert set(table) == {"sgd", "adam"}
         for r in table.values():
@@ -45,6 +50,7 @@ def test_bench_optimizers_reports_ratios(tmp_path, capsys):
     assert json.loads(out.read_text())["results"].keys() == results.keys()
     printed = capsys.readouterr().out
     assert "kerazoo vs Keras" in printed and "fused kernels vs generic" in printed
+    assert "the guard's floor" in printed
 
 
 def test_bench_zoo_reports_ratios_for_train_and_predict(tmp_path):

@@ -97,7 +97,8 @@ class Adam(Optimizer):
             # the betas seen so far, kept per variable.
             product = self._beta_1_products[index]
             beta_1_power = product * beta_1
-            self._update(product, beta_1_power, finite)
+            kept = self._unless_skipped(beta_1, finite, 1)
+            self._update(product, product * kept, finite)
         else:
             beta_1_power = ops.power(beta_1, t)
         beta_2_power = ops.power(beta_2, t)
@@ -124,6 +125,9 @@ class Adam(Optimizer):
                 grad=gradient,
             )
             return
+        # A skipped update keeps both moments: decays of 1, a zero gradient.
+        beta_1 = self._unless_skipped(beta_1, finite, 1)
+        beta_2 = self._unless_skipped(beta_2, finite, 1)
         new_m = beta_1 * m + (1 - beta_1) * gradient
         new_s = beta_2 * s + (1 - beta_2) * ops.square(gradient)
         self._update(m, new_m, finite)

@@ -163,12 +163,36 @@ class Optimizer(keras.optimizers.Optimizer):
             finite = None
             if self._step_finite is not None:
                 finite = self._step_finite[self._get_variable_index(variable)]
-            return gradient, lr, finite
-        finite = _finite(gradient)
-        self.assign_add(
-            self.nonfinite_updates, ops.cast(ops.logical_not(finite), "int32")
-        )
+        else:
+            finite = _finite(gradient)
+            self.assign_add(
+                self.nonfinite_updates, ops.cast(ops.logical_not(finite), "int32")
+            )
+        if finite is not None and self._skips_by_inputs():
+            gradient = ops.where(finite, gradient, ops.zeros_like(gradient))
         return gradient, lr, finite
+
+    def _skips_by_inputs(self):
+        """How a guarded update is skipped in this trace.
+
+        Compiled (XLA under TensorFlow, and JAX, whose updates XLA compiles;
+        torch follows): by its inputs. A non-finite gradient is replaced by
+        zeros, the rule makes each slot's decay 1 (`_unless_skipped`), so
+        that every slot's new value is its old one exactly, and the
+        variable's step is selected to zero (`_update_sub`). The update stays
+        one straight-line computation that XLA fuses, where a conditional
+        splits it (benchmarks/RESULTS.md). TensorFlow without XLA: a `cond`
+        on the flag, which costs no pass over the tensors."""
+        return keras.backend.backend() != "tensorflow" or _in_xla_context()
+
+    def _unless_skipped(self, value, finite, neutral):
+        """`value`, or `neutral` when this update is skipped by its inputs
+        and the gradient is not finite (a decay of 1 keeps a slot as it
+        was)."""
+        if finite is None or not self._skips_by_inputs():
+            return value
+        value = ops.convert_to_tensor(value)
+        return ops.where(finite, value, ops.cast(neutral, value.dtype))
 
     def _distributed_tf_update_step(self, distribution, grads_and_vars, learning_rate):
         """TensorFlow's update of all variables (Keras's TF optimizer calls it).
@@ -176,11 +200,12 @@ class Optimizer(keras.optimizers.Optimizer):
         With the guard on and one device, every gradient is tested first (one
         reduction each), the skips are counted once, and one `cond` picks
         between the plain updates (all finite: the usual case, with no
-        per-variable conditional) and the per-variable guarded ones. Measured
-        against a cond per variable (benchmarks/RESULTS.md): guarded SGD 1.28x
-        instead of 1.38x the unguarded time without XLA, momentum 1.68x instead
-        of 2.45x under XLA, where a select per variable on these flags measured
-        2.3x. Under a distribution strategy each variable is guarded on its own.
+        per-variable conditional, and TensorFlow's fused kernels) and the
+        per-variable guarded ones; measured against a cond per variable
+        (benchmarks/RESULTS.md), guarded SGD 1.28x instead of 1.38x the
+        unguarded time. Under XLA the flags go straight to the updates, which
+        skip by their inputs (`_skips_by_inputs`). Under a distribution
+        strategy each variable is guarded on its own.
         """
         import tensorflow as tf
 
@@ -210,7 +235,13 @@ class Optimizer(keras.optimizers.Optimizer):
 
             return branch
 
-        tf.cond(skipped == 0, run(None), run(flags))
+        if self._skips_by_inputs():
+            # Under XLA a cond over the whole step costs up to 1.65x the
+            # unguarded step; the updates skipped by their inputs run straight
+            # through.
+            run(flags)()
+        else:
+            tf.cond(skipped == 0, run(None), run(flags))
 
     def _fused_kernels(self, gradient, variable, finite):
         """`tf.raw_ops` when this update may run TensorFlow's fused training
@@ -259,13 +290,18 @@ class Optimizer(keras.optimizers.Optimizer):
     def _guarded(self, variable, tensor, finite, method):
         if finite is None:
             getattr(self, method)(variable, tensor)
-        elif keras.backend.backend() != "tensorflow" or _in_xla_context():
-            # A select: XLA fuses it into the update's own pass over the
-            # variable, where a per-variable cond would split the update into
-            # separate clusters (JAX also traces both branches of a cond).
-            old = ops.convert_to_tensor(variable)
-            new = tensor if method == "assign" else old - tensor
-            self.assign(variable, ops.where(finite, new, old))
+        elif self._skips_by_inputs():
+            if method == "assign":
+                # A slot: with a zero gradient and a decay of 1 the rule's new
+                # value is the old one, exactly.
+                self.assign(variable, tensor)
+            else:
+                # The variable's step is not zero with a zero gradient under
+                # momentum (theta -= v); a select, not a product, so that an
+                # infinite step of a skipped update is dropped too.
+                self.assign_sub(
+                    variable, ops.where(finite, tensor, ops.zeros_like(tensor))
+                )
         else:
             # Without XLA, a cond on the scalar costs no extra pass over the
             # tensor (benchmarks/RESULTS.md compares the two).

@@ -71,6 +71,7 @@ class RMSProp(Optimizer):
                 delta=gradient / (ops.sqrt(v) + self.epsilon),
             )
             return
+        rho = self._unless_skipped(rho, finite, 1)  # keeps v when skipped
         new_v = rho * v + (1 - rho) * ops.square(gradient)
         self._update(v, new_v, finite)
         step = lr * gradient / (ops.sqrt(new_v) + self.epsilon)

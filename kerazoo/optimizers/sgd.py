@@ -108,7 +108,8 @@ class SGD(Optimizer):
                 use_nesterov=self.nesterov,
             )
             return
-        new_v = gamma * v + step
+        # A skipped update keeps v: 1 * v + eta * 0.
+        new_v = self._unless_skipped(gamma, finite, 1) * v + step
         self._update(v, new_v, finite)
         if self.nesterov:
             # The variables hold the look-ahead point for the next step, which
