@@ -1,15 +1,17 @@
 """The served SavedModel against the Keras model it came from, on the CPU.
 
-For each model (random weights, batch norms given trained-like statistics), two
-exports by `kerazoo.export.export_saved_model`: with its batch norms folded (the
-default) and without (`fold=False`). Each is loaded with `tf.saved_model.load` and
-called through `serving_default`; the Keras model is called as a compiled
-`tf.function` of `model(x, training=False)` (`jit_compile=False`, as the served
-graph). A fourth variant bounds what any folding could win: the same Keras model
-traced with every batch norm replaced by the identity (wrong outputs, the time
-of the network with no batch norm at all). After warm-up the four are timed in
-turn, round after round; the report is the median over rounds of each variant's
-time over the Keras model's, with its spread.
+For each model (random weights, batch norms given trained-like statistics), three
+exports by `kerazoo.export.export_saved_model`: the default (batch norms folded,
+weights frozen into the graph as constants), folded with the weights as variables
+(`freeze=False`), and as trained (`fold=False, freeze=False`). Each is loaded with
+`tf.saved_model.load` and called through `serving_default`; the Keras model is
+called as a compiled `tf.function` of `model(x, training=False)`
+(`jit_compile=False`, as the served graph). A last variant bounds what folding
+alone could win: the same Keras model traced with every batch norm replaced by
+the identity (wrong outputs, the time of the network with no batch norm at all).
+After warm-up the five are timed in turn, round after round; the report is the
+median over rounds of each variant's time over the Keras model's, with its
+spread.
 
     python benchmarks/bench_serving.py [--quick] [--models M ...] [--json PATH]
 """
@@ -38,6 +40,14 @@ from kerazoo.testing import randomize_batch_norms
 
 MODELS = ("efficientnet_b0", "resnet50")
 
+# The exports timed, by label: the default (batch norms folded, weights frozen
+# into the graph), folded with variables, and as trained.
+EXPORTS = {
+    "served": {},
+    "served, variables": {"freeze": False},
+    "served unfolded, variables": {"fold": False, "freeze": False},
+}
+
 
 def keras_call(model, spec, without_norms=False):
     """The Keras model as a compiled function; `without_norms` traces it with
@@ -62,37 +72,40 @@ def _time(fn, x, steps):
     start = time.perf_counter()
     for _ in range(steps):
         out = fn(x)
-    np.asarray(out if not isinstance(out, dict) else out["probabilities"])
+    np.asarray(out)
     return (time.perf_counter() - start) / steps
 
 
 def bench_model(name, size, batches, steps, repeats, folder, log):
     keras.utils.set_random_seed(0)
     model = randomize_batch_norms(create_model(name, input_shape=(size, size, 3)))
-    exports = {}
-    for fold in (True, False):
+    exports, loaded = {}, []
+    for label, kwargs in EXPORTS.items():
         path = export_saved_model(
             model,
-            folder / f"{name}-{'folded' if fold else 'unfolded'}",
-            fold=fold,
+            folder / f"{name}-{label.replace(' ', '-').replace(',', '')}",
             verify=False,
             log=lambda line: None,
+            **kwargs,
         )
-        exports[fold] = tf.saved_model.load(str(path)).signatures["serving_default"]
+        loaded.append(tf.saved_model.load(str(path)))  # kept alive while timed
+        exports[label] = loaded[-1].signatures["serving_default"]
     spec = tf.TensorSpec([None, size, size, 3], tf.float32)
     variants = {
         "Keras": keras_call(model, spec),
-        "served": lambda x: exports[True](images=x),
-        "served unfolded": lambda x: exports[False](images=x),
-        "no batch norm (ceiling)": keras_call(model, spec, without_norms=True),
+        **{
+            label: (lambda x, fn=fn: fn(images=x)["probabilities"])
+            for label, fn in exports.items()
+        },
+        "no batch norm": keras_call(model, spec, without_norms=True),
     }
     results = {}
     rng = np.random.default_rng(1)
     for batch in batches:
         x = tf.constant(rng.uniform(0, 255, (batch, size, size, 3)).astype("float32"))
         reference = variants["Keras"](x).numpy()
-        for label in ("served", "served unfolded"):
-            got = variants[label](x)["probabilities"].numpy()
+        for label in EXPORTS:
+            got = variants[label](x).numpy()
             diff = float(np.max(np.abs(got - reference)))
             log(f"  {name} batch {batch}: {label} max |difference| {diff:.2g}")
         for fn in variants.values():  # warm-up
@@ -101,7 +114,9 @@ def bench_model(name, size, batches, steps, repeats, folder, log):
         for _ in range(repeats):
             for label, fn in variants.items():
                 seconds[label].append(_time(fn, x, steps))
-        for label in ("served", "served unfolded", "no batch norm (ceiling)"):
+        for label in variants:
+            if label == "Keras":
+                continue
             ratios = [
                 a / b for a, b in zip(seconds[label], seconds["Keras"], strict=True)
             ]

@@ -52,7 +52,7 @@ SUITE = {
             for model in ("efficientnet_b0", "resnet50")
             for batch in (1, 16)
         },
-        "the served SavedModel (batch norms folded) vs the Keras model",
+        "the served SavedModel (batch norms folded, weights frozen) vs the Keras model",
         False,
     ),
 }

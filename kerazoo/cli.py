@@ -301,6 +301,7 @@ def _cmd_export(args):
             weights=args.weights,
             crop_fraction=args.crop,
             fold=not args.no_fold,
+            freeze=not args.no_freeze,
             formats=args.format,
             overwrite=args.overwrite,
             verify=not args.no_verify,
@@ -572,6 +573,12 @@ def build_parser():
         action="store_true",
         help="keep the batch norms as trained (default: folded into the "
         "convolution before them, which serves faster)",
+    )
+    p.add_argument(
+        "--no-freeze",
+        action="store_true",
+        help="keep the weights as variables (default: constants of the served "
+        "graph, which serves faster)",
     )
     p.add_argument(
         "--format",

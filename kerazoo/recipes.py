@@ -254,6 +254,8 @@ class Export(_Strict):
     directory: str = "saved_models"
     # Batch norms folded into the convolutions before them (False: as trained).
     fold: bool = True
+    # Weights as constants of the served graph (False: variables).
+    freeze: bool = True
     # Also model.tflite / model.onnx in the version folder (extras).
     formats: list[typing.Literal["tflite", "onnx"]] = Field(default_factory=list)
 

@@ -662,6 +662,7 @@ def _finish(run, data, model, body, test, log):
             recipe.export.version,
             out=recipe.export.directory,
             fold=recipe.export.fold,
+            freeze=recipe.export.freeze,
             formats=recipe.export.formats,
             overwrite=False,
             log=log,

@@ -84,6 +84,41 @@ def test_unfolded_export_matches_to_1e_5_and_folding_errors_are_caught(
     assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["1"]
 
 
+def test_weights_are_frozen_into_the_served_graph_unless_asked_or_too_large(
+    tmp_path, model, monkeypatch
+):
+    """By default the signatures read no variable (the weights are constants
+    of the graph); `freeze=False`, and a model over the size limit, keep the
+    variables. All three serve the same outputs (each export was verified)."""
+    x = tf.constant(
+        np.random.default_rng(3).uniform(0, 255, (4, 32, 32, 3)).astype("float32")
+    )
+    served, captured = {}, {}
+    for label, kwargs in (("frozen", {}), ("variables", {"freeze": False})):
+        lines = []
+        path = export_saved_model(model, tmp_path / label, log=lines.append, **kwargs)
+        card = json.loads((path / "assets" / "model_card.json").read_text())
+        assert card["frozen"] is (label == "frozen")
+        assert any("frozen into the served graph" in line for line in lines) is (
+            label == "frozen"
+        )
+        loaded = tf.saved_model.load(str(path))
+        signature = loaded.signatures["serving_default"]
+        captured[label] = len(signature.variables)
+        served[label] = signature(images=x)["probabilities"].numpy()
+    assert captured["frozen"] == 0
+    assert captured["variables"] > 0
+    np.testing.assert_allclose(served["frozen"], served["variables"], atol=1e-5)
+
+    monkeypatch.setattr(export.saved_model, "FREEZE_LIMIT_BYTES", 1000)
+    lines = []
+    path = export_saved_model(model, tmp_path / "large", log=lines.append)
+    assert any("not frozen" in line and "MiB of weights" in line for line in lines)
+    assert not json.loads((path / "assets" / "model_card.json").read_text())["frozen"]
+    loaded = tf.saved_model.load(str(path))
+    assert len(loaded.signatures["serving_default"].variables) > 0
+
+
 def test_tflite_and_onnx_beside_the_savedmodel(tmp_path, model, capsys):
     lines = []
     path = export_saved_model(
@@ -182,7 +217,7 @@ def test_export_of_a_finetuning_run_and_cli(tmp_path, capsys):
             "stage1.epochs=1",
             "stage2.epochs=1",
             f"export={{name: digits, directory: {tmp_path / 'served'}, "
-            "formats: [onnx]}",
+            "formats: [onnx], freeze: false}",
         ],
     )
     report = run(recipe, log=lambda line: None)
@@ -192,7 +227,7 @@ def test_export_of_a_finetuning_run_and_cli(tmp_path, capsys):
     assert card["metrics"]["test_accuracy"] == report["test_accuracy"]
     assert card["recipe"]["model"]["name"] == "resnet20"
     assert card["class_names"] == [str(i) for i in range(10)]
-    assert card["folded_batch_norms"] == 19
+    assert card["folded_batch_norms"] == 19 and card["frozen"] is False
     assert card["formats"]["onnx"]["max_abs_diff"] <= 1e-4
     assert (version / "model.onnx").exists()
     # The CLI: another version from the run directory, then --verify on its own.
@@ -202,6 +237,10 @@ def test_export_of_a_finetuning_run_and_cli(tmp_path, capsys):
     assert (out / "digits" / "2" / "saved_model.pb").exists()
     card = json.loads((out / "digits" / "2" / "assets" / "model_card.json").read_text())
     assert card["folded_batch_norms"] == 0 and list(card["formats"]) == ["tflite"]
+    assert card["frozen"] is True
+    assert main([*argv, "--no-freeze"]) == 0
+    card = json.loads((out / "digits" / "3" / "assets" / "model_card.json").read_text())
+    assert card["frozen"] is False
     assert main(["export", "--verify", str(out / "digits" / "2")]) == 0
     printed = capsys.readouterr().out
     assert "verified in a fresh process" in printed and "serving_bytes" in printed
