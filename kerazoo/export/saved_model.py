@@ -388,7 +388,8 @@ def verify_export(path, model=None, batch_sizes=(1, 7, 32), atol=None, log=print
     import subprocess
     import sys
 
-    path = pathlib.Path(path)
+    # Absolute: the check runs in another process and folder.
+    path = pathlib.Path(path).resolve()
     card = json.loads((path / "assets" / CARD).read_text())
     height, width = card["input_size"]
     classes = card["classes"]

@@ -119,6 +119,17 @@ def test_weights_are_frozen_into_the_served_graph_unless_asked_or_too_large(
     assert len(loaded.signatures["serving_default"].variables) > 0
 
 
+def test_relative_output_folder_is_verified(tmp_path, model, monkeypatch):
+    """`saved_models/NAME` relative to the working folder, as the CLI's
+    default: the check in another process finds it."""
+    monkeypatch.chdir(tmp_path)
+    lines = []
+    path = export_saved_model(model, pathlib.Path("saved_models/m"), log=lines.append)
+    assert (tmp_path / "saved_models" / "m" / "1" / "saved_model.pb").exists()
+    assert str(path) == "saved_models/m/1"
+    assert any("verified in a fresh process" in line for line in lines)
+
+
 def test_tflite_and_onnx_beside_the_savedmodel(tmp_path, model, capsys):
     lines = []
     path = export_saved_model(
