@@ -106,6 +106,7 @@ def run(run, s):
     import keras
 
     from kerazoo import optimizers
+    from kerazoo._session import clear_session
 
     _check_depths(s)
     (train, test), source = _data(s, run)
@@ -121,7 +122,7 @@ def run(run, s):
     )
     curves = {}
     for name in names:
-        keras.backend.clear_session()
+        clear_session()
         model = _network(name, shape, s)
         steps = int(np.ceil(len(train[1]) / s["batch_size"])) * s["epochs"]
         model.compile(

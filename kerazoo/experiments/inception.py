@@ -72,13 +72,13 @@ def small_inception_net(kind, seed, width=32):
 
 
 def _measure(run, label, build, shape, s, flops_shape=None):
-    import keras
 
+    from kerazoo._session import clear_session
     from kerazoo.models.analysis import flops
 
-    keras.backend.clear_session()
+    clear_session()
     count = flops(build(flops_shape), flops_shape) if flops_shape else None
-    keras.backend.clear_session()
+    clear_session()
     model = build(shape)
     row = {
         "what": label,
@@ -135,6 +135,8 @@ def run(run, s):
     )
     import keras
 
+    from kerazoo._session import clear_session
+
     data = digits(seed=s["seed"])
     accuracy = {}
     for kind in ("naive", "reduced"):
@@ -145,7 +147,7 @@ def run(run, s):
             (8, 8, 1),
             s,
         )
-        keras.backend.clear_session()
+        clear_session()
         out = fit_and_test(
             small_inception_net(kind, s["seed"]),
             keras.optimizers.Adam(s["learning_rate"]),

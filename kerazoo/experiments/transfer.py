@@ -43,7 +43,9 @@ def _compare(run, make, data, s, label):
         for start in ("pretrained", "scratch"):
             import keras
 
-            keras.backend.clear_session()
+            from kerazoo._session import clear_session
+
+            clear_session()
             keras.utils.set_random_seed(s["seed"])
             key = f"{start}/{'all' if n is None else n}"
             out = fit_and_test(

