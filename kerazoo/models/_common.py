@@ -7,11 +7,15 @@ from kerazoo.models.scoped import scoped_model
 
 
 def stage(name, build_fn, x):
-    """Runs `build_fn` as a nested `ScopedModel` named `name` on tensor(s) `x`."""
+    """Runs `build_fn` as a nested `ScopedModel` named `name` on tensor(s) `x`.
+
+    The nested model's inputs take the dtype of `x`: a float32 input would make
+    a mixed-precision network cast every activation entering a stage to float32
+    and back (both ways again in the backward pass)."""
     if isinstance(x, (list, tuple)):
-        inputs = [keras.Input(t.shape[1:]) for t in x]
+        inputs = [keras.Input(t.shape[1:], dtype=t.dtype) for t in x]
     else:
-        inputs = keras.Input(x.shape[1:])
+        inputs = keras.Input(x.shape[1:], dtype=x.dtype)
     return scoped_model(name, build_fn, inputs)(x)
 
 

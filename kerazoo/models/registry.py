@@ -268,7 +268,9 @@ def create_model(
     body = scoped_model(
         "body",
         lambda t: info.build_body(t, **family_options),
-        keras.Input(input_shape, name="body_input"),
+        # In the preprocessing's dtype: under mixed precision the body then
+        # takes its input as its first convolution computes, with no cast.
+        keras.Input(input_shape, dtype=x.dtype, name="body_input"),
     )
     features = body(x)
     extra = []

@@ -196,3 +196,22 @@ def test_googlenet_flops_naive_vs_reduced():
     # The paper: about 1.5 billion multiply-adds; the profiler counts 2 per MAC.
     assert 2.8e9 < reduced < 3.4e9
     assert naive > 5 * reduced
+
+
+@pytest.mark.parametrize("policy", ["float32", "mixed_bfloat16"])
+def test_nested_stages_take_activations_in_the_compute_dtype(policy):
+    # A float32 Input on a nested stage would cast every activation entering it
+    # to float32 and back under mixed precision (both ways again in the
+    # backward pass): four full-size casts per stage per step.
+    keras.config.set_dtype_policy(policy)
+    model = create_model("efficientnet_b0", num_classes=3, input_shape=(32, 32, 3))
+    compute = keras.config.dtype_policy().compute_dtype
+    body = model.get_layer("body")
+    nested = [body] + [layer for layer in body.layers if isinstance(layer, keras.Model)]
+    assert len(nested) == 10  # the body; its stem, seven stages and top
+    for part in nested:
+        assert [t.dtype for t in part.inputs] == [compute], part.name
+    x = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    loss = model.train_on_batch(x, np.array([0, 2]))
+    assert np.isfinite(loss)
