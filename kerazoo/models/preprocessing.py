@@ -80,9 +80,12 @@ class ImagePreprocessing(keras.layers.Layer):
         x = ops.cast(inputs, self.compute_dtype)
         if self.flip:
             x = ops.flip(x, axis=-1)
-        scale = ops.convert_to_tensor(self.scale, dtype=self.compute_dtype)
-        offset = ops.convert_to_tensor(self.offset, dtype=self.compute_dtype)
-        return x * scale + offset
+        # An identity scale or offset costs a pass over the image: skipped.
+        if any(s != 1.0 for s in self.scale):
+            x = x * ops.convert_to_tensor(self.scale, dtype=self.compute_dtype)
+        if any(o != 0.0 for o in self.offset):
+            x = x + ops.convert_to_tensor(self.offset, dtype=self.compute_dtype)
+        return x
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape)

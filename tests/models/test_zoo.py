@@ -215,3 +215,15 @@ def test_nested_stages_take_activations_in_the_compute_dtype(policy):
     model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
     loss = model.train_on_batch(x, np.array([0, 2]))
     assert np.isfinite(loss)
+
+
+@pytest.mark.parametrize("mode", ["torch", "caffe", "tf", "lite", "unit", "none"])
+def test_image_preprocessing_modes(mode):
+    from kerazoo.models.preprocessing import MODES
+    from kerazoo.models.preprocessing import ImagePreprocessing
+
+    flip, scale, offset = MODES[mode]
+    x = np.random.default_rng(0).uniform(0, 255, (2, 4, 4, 3)).astype("float32")
+    expected = (x[..., ::-1] if flip else x) * np.array(scale) + np.array(offset)
+    out = keras.ops.convert_to_numpy(ImagePreprocessing(mode)(x))
+    np.testing.assert_allclose(out, expected, rtol=1e-6, atol=1e-4)
