@@ -174,3 +174,73 @@ def test_bench_serving_reports_each_export_and_the_no_batch_norm_bound(tmp_path)
     # The targets name the labels a full run reports.
     targets = SUITE["serving"][1]
     assert "resnet50 served vs Keras, batch 16" in targets
+
+
+def test_gpu_benchmark_runs_each_policy_it_reports(tmp_path):
+    # Keras's clear_session() resets the dtype policy: a mixed_bfloat16 row
+    # must come from a model that computes in bfloat16.
+    bench = load_benchmark("gpu")
+    out = tmp_path / "gpu"
+    args = ["--quick", "--no-jit", "--models", "efficientnet_b0", "--out", str(out)]
+    assert bench.main(args) == 0
+    rows = [json.loads(line) for line in (out / "gpu.jsonl").read_text().splitlines()]
+    timed = [r for r in rows if r["kind"] in ("train", "inference")]
+    assert {(r["kind"], r["policy"]) for r in timed} == {
+        (kind, policy)
+        for kind in ("train", "inference")
+        for policy in ("float32", "mixed_bfloat16")
+    }
+    for r in timed:
+        expected = "float32" if r["policy"] == "float32" else "bfloat16"
+        assert r["compute_dtypes"] == [expected]
+        assert r["images_per_s"] > 0 and 0 < r["utilisation"]
+    (versus,) = [r for r in rows if r["kind"] == "vs_keras_applications"]
+    assert versus["model"] == "efficientnet_b0" and versus["ratio_median"] > 0
+
+
+def test_compiled_cost_needs_jax_and_says_so(capsys):
+    import keras
+    import pytest
+
+    if keras.backend.backend() == "jax":
+        pytest.skip("checks the error on the other backends")
+    bench = load_benchmark("compiled_cost")
+    with pytest.raises(SystemExit):
+        bench.main(["--models", "resnet50"])
+    assert "KERAS_BACKEND=jax" in capsys.readouterr().err
+
+
+def test_compiled_cost_matches_the_two_networks_op_for_op(tmp_path):
+    import keras
+    import pytest
+
+    if keras.backend.backend() != "jax":
+        pytest.skip("XLA's cost analysis is read through JAX")
+    bench = load_benchmark("compiled_cost")
+    out = tmp_path / "cost.json"
+    args = ["--models", "efficientnet_b0", "--size", "32", "--batch", "2"]
+    (row,) = bench.main([*args, "--policy", "mixed_bfloat16", "--json", str(out)])
+    assert 0.9 < row["flops_ratio"] < 1.1 and 0.9 < row["bytes_accessed_ratio"] < 1.1
+    assert row["kerazoo"]["fusions"] > 100
+    # keras.applications normalizes its input inside the network; kerazoo's
+    # efficientnet_b0 takes it normalized.
+    theirs = row["unmatched_activation_ops"]["keras.applications"]
+    assert {"op": "sub", "shape": [2, 32, 32, 3], "count": 1} in theirs
+    # Mixed precision: both cast activations between float32 and bfloat16 (the
+    # batch norms compute in float32), kerazoo no more often than Keras: its
+    # nested stages take bfloat16 inputs.
+    casts = row["activation_casts"]
+    assert 0 < casts["kerazoo"] <= casts["keras.applications"]
+    assert json.loads(out.read_text())["results"][0]["model"] == "efficientnet_b0"
+
+
+def test_zoo_benchmarks_time_kerazoo_as_the_same_network_as_keras(tmp_path):
+    # kerazoo's default ResNet-50 is v1.5 (strided in the 3x3), Keras's is v1:
+    # the benchmarks build kerazoo's twin, whose FLOPs differ from Keras's
+    # only by the convolution biases Keras keeps before its batch norms.
+    from kerazoo.models.analysis import flops
+
+    timing = load_benchmark("_timing")
+    ours = flops(timing.zoo_model("resnet50", 64))
+    theirs = flops(timing.zoo_model("resnet50", 64, "keras.applications"))
+    assert abs(ours / theirs - 1) < 0.002
