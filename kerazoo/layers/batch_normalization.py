@@ -247,7 +247,21 @@ class BatchNormalization(keras.layers.Layer):
         if self.folded:
             # The scale lives in the kernel before: only the offset is left.
             beta = ops.cast(self.beta, compute)
-            if self.axis % len(inputs.shape) != len(inputs.shape) - 1:
+            channels_last = self.axis % len(inputs.shape) == len(inputs.shape) - 1
+            if keras.backend.backend() == "tensorflow" and (
+                channels_last or self.axis % len(inputs.shape) == 1
+            ):
+                # A BiasAdd, not an AddV2: TensorFlow's graph optimizer fuses a
+                # convolution with its BiasAdd (and a residual add and ReLU after
+                # it) into one oneDNN kernel, where it turns `x + beta +
+                # residual` into one AddN and leaves the convolution alone.
+                import tensorflow as tf
+
+                x = tf.nn.bias_add(
+                    x, beta, data_format="N...C" if channels_last else "NC..."
+                )
+                return ops.cast(x, self.compute_dtype)
+            if not channels_last:
                 beta = ops.reshape(beta, self._param_shape)
             return ops.cast(x + beta, self.compute_dtype)
 
