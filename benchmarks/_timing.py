@@ -8,6 +8,7 @@ import time
 import keras
 
 from kerazoo.models import create_model
+from kerazoo.pretrained.manifest import find_weights
 
 # kerazoo's name -> keras.applications' constructor of the same network.
 APPLICATIONS = {
@@ -16,15 +17,22 @@ APPLICATIONS = {
     "densenet121": "DenseNet121",
 }
 
-# The options that make kerazoo's network the one keras.applications builds
-# (those its ported weights use, `kerazoo.pretrained.MANIFEST`): ResNet-50 v1,
-# strided in the first 1x1 convolution of a stage, where kerazoo's default is
-# v1.5 (strided in the 3x3, 6-7% more FLOPs); Keras's batch-norm epsilon; and,
-# like Keras's ResNet and DenseNet, no preprocessing inside the model.
-TWINS = {
-    "resnet50": {"stride_on": "1x1", "norm_epsilon": 1.001e-5, "preprocessing": "none"},
-    "densenet121": {"norm_epsilon": 1.001e-5, "preprocessing": "none"},
-}
+# keras.applications' ResNet and DenseNet take preprocessed images; kerazoo's
+# normalize inside unless told not to.
+NO_PREPROCESSING = ("resnet50", "densenet121")
+
+
+def twin_options(name):
+    """The `create_model` options that make kerazoo's `name` the network that
+    keras.applications builds: those its ported ImageNet weights use
+    (`kerazoo.pretrained.MANIFEST`; for ResNet-50, v1, strided in a stage's
+    first 1x1 convolution, where kerazoo's default is v1.5, strided in the 3x3
+    with 6% more FLOPs, and Keras's batch-norm epsilon), and no preprocessing
+    inside the model where Keras has none."""
+    options = dict(find_weights(name, "imagenet").options)
+    if name in NO_PREPROCESSING:
+        options["preprocessing"] = "none"
+    return options
 
 
 def _time(fn, steps):
@@ -85,11 +93,12 @@ def zoo_model(name, size, source="kerazoo", jit=False):
     """kerazoo's `name`, or (`source="keras.applications"`) its twin there, with
     random weights and 1,000 classes, compiled for SGD with momentum.
 
-    kerazoo's network is built as the same network as the twin (`TWINS`), so
-    that a ratio measures the implementations, not two architectures."""
+    kerazoo's network is built as the same network as the twin
+    (`twin_options`), so that a ratio measures the implementations, not two
+    architectures."""
     keras.utils.set_random_seed(0)
     if source == "kerazoo":
-        model = create_model(name, input_shape=(size, size, 3), **TWINS.get(name, {}))
+        model = create_model(name, input_shape=(size, size, 3), **twin_options(name))
     else:
         model = getattr(keras.applications, APPLICATIONS[name])(
             weights=None, input_shape=(size, size, 3)

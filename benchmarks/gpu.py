@@ -69,17 +69,11 @@ def _batch(batch, size):
     return keras.ops.convert_to_tensor(x), keras.ops.convert_to_tensor(y)
 
 
-def _layers(model):
-    for layer in model.layers:
-        yield layer
-        if isinstance(layer, keras.Model):
-            yield from _layers(layer)
-
-
 def compute_dtypes(model):
     """The compute dtypes of the layers that hold weights (what the model
     really runs in, whatever policy was asked for)."""
-    return sorted({layer.compute_dtype for layer in _layers(model) if layer.weights})
+    layers = model._flatten_layers(include_self=False, recursive=True)
+    return sorted({layer.compute_dtype for layer in layers if layer.weights})
 
 
 def _model(name, size, policy, source="kerazoo", jit=True):

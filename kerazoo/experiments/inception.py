@@ -72,7 +72,6 @@ def small_inception_net(kind, seed, width=32):
 
 
 def _measure(run, label, build, shape, s, flops_shape=None):
-
     from kerazoo._session import clear_session
     from kerazoo.models.analysis import flops
 
