@@ -7,9 +7,11 @@ for adam/adamw), and optionally the batch size. Each trial trains the head on
 the frozen body's cached features, as stage 1 of `kerazoo finetune` does, so a
 trial takes seconds. The search directory (`output_dir/search`) holds the
 oracle's state: rerunning the same command after a crash finishes the remaining
-trials without redoing completed ones.
+trials without redoing completed ones. kerazoo has keras-tuner write that state
+by rename (`atomic_state_files`), so a kill at any moment leaves it whole.
 """
 
+import contextlib
 import csv
 import json
 import os
@@ -377,16 +379,23 @@ def search(recipe, log=print):
         The ranked results (`results_table`), also written to
         `output_dir/results.csv`, `results.json` and `results.png`.
     """
-    from kerazoo.finetune.engine import load_recipe_data
-
     if recipe.search is None:
         raise ValueError(
             "the recipe has no `search` section (oracle, max_trials, initializers, "
             "optimizers, learning_rate, ...)"
         )
+    directory = pathlib.Path(recipe.output_dir) / SEARCH_DIR
+    _check_state(directory)
+    _check_space(recipe, directory)
+    with atomic_state_files():
+        return _search(recipe, log)
+
+
+def _search(recipe, log):
+    from kerazoo.finetune.engine import load_recipe_data
+
     out = pathlib.Path(recipe.output_dir)
     directory = out / SEARCH_DIR
-    _check_space(recipe, directory)
     out.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(recipe.seed)
     if _role() == "chief":
@@ -544,7 +553,76 @@ def _check_space(recipe, directory):
             )
     else:
         directory.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(here, indent=2))
+        _replace_text(path, json.dumps(here, indent=2))
+
+
+def _replace_text(path, text):
+    """Writes `text` to a temporary file beside `path` and renames it over
+    `path`: a reader (or a run resumed after a kill) finds the old contents or
+    the new, never a partial file."""
+    path = os.fspath(path)
+    tmp = f"{path}.{os.getpid()}.partial"
+    try:
+        with open(tmp, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+@contextlib.contextmanager
+def atomic_state_files():
+    """Within this, keras-tuner writes its state files (`oracle.json`,
+    `tuner0.json`, each trial's `trial.json` and `build_config.json`) by
+    rename, as `_replace_text` does.
+
+    keras-tuner writes them in place, through `tf.io.gfile` on TensorFlow,
+    which leaves the file empty until it is closed: a search killed in that
+    moment cannot be resumed (`Expecting value: line 1 column 1 (char 0)`).
+    Remote paths (`gs://...`) keep keras-tuner's own writer.
+    """
+    from keras_tuner.src import utils
+
+    original = utils.save_json
+
+    def save_json(path, obj):
+        if "://" in str(path):
+            return original(path, obj)
+        text = json.dumps(obj)
+        _replace_text(path, text)
+        return text
+
+    utils.save_json = save_json
+    try:
+        yield
+    finally:
+        utils.save_json = original
+
+
+def _check_state(directory):
+    """Refuses, naming each, state files that do not parse (written by a run
+    killed mid-write before kerazoo wrote them by rename, or damaged since),
+    instead of keras-tuner's bare JSON error."""
+    paths = sorted(directory.glob("*.json")) + sorted(directory.glob("trial_*/*.json"))
+    broken = []
+    for path in paths:
+        try:
+            json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            broken.append(path)
+    if not broken:
+        return
+    names = ", ".join(str(p.relative_to(directory)) for p in broken)
+    raise ValueError(
+        f"cannot resume the search in {directory}: {names} "
+        f"{'is' if len(broken) == 1 else 'are'} not readable JSON (keras-tuner's "
+        "state, cut short by a kill or damaged since). Restore "
+        f"{'it' if len(broken) == 1 else 'them'}, or delete the folder (or use "
+        "another output_dir) to start the search over."
+    )
 
 
 def _retry_interrupted(oracle, log):

@@ -158,6 +158,54 @@ def test_killed_search_resumes_without_redoing_trials(tmp_path):
         assert after[trial_id][1] == mtime, f"trial {trial_id} was redone"
 
 
+_WRITE_STATE_ON_A_FULL_DISK = """
+import json, resource, signal, sys
+from keras_tuner.src import utils
+from kerazoo.tuning.search import atomic_state_files
+
+with atomic_state_files():
+    utils.save_json(sys.argv[1], {"trial_id": "00", "status": "RUNNING"})
+    # The disk fills up: a file may not grow past 4 KiB (EFBIG, not a signal).
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (4096, resource.RLIM_INFINITY))
+    try:
+        utils.save_json(sys.argv[1], {"status": "COMPLETED", "x": list(range(10**5))})
+    except Exception as e:
+        print("refused:", type(e).__name__)
+"""
+
+
+def test_state_files_keep_their_last_whole_contents_when_a_write_fails(tmp_path):
+    """keras-tuner's state is written by rename within the search: a write cut
+    short (here a full disk; a kill is the same) leaves the previous state,
+    where keras-tuner's own writer leaves a truncated file that cannot be
+    resumed from."""
+    path = tmp_path / "trial.json"
+    done = subprocess.run(
+        [sys.executable, "-c", _WRITE_STATE_ON_A_FULL_DISK, str(path)],
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "refused:" in done.stdout
+    assert json.loads(path.read_text()) == {"trial_id": "00", "status": "RUNNING"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["trial.json"]
+
+
+def test_unreadable_search_state_is_named_before_the_search_starts(tmp_path):
+    trial = tmp_path / "search" / "trial_03"
+    trial.mkdir(parents=True)
+    (trial / "trial.json").write_text('{"trial_id": "03", "sta')
+    recipe = load_recipe(TINY, [f"output_dir={tmp_path}", "search={max_trials: 4}"])
+    with pytest.raises(
+        ValueError, match=r"trial_03/trial.json is not readable JSON .* Restore it"
+    ):
+        search(recipe, log=lambda line: None)
+    assert not (tmp_path / "search" / "space.json").exists()
+
+
 def test_parallel_runs_a_chief_and_two_workers(tmp_path):
     """`--parallel 2`: a chief and two workers on 127.0.0.1 (keras-tuner's
     distributed mode, here on the CPU) complete max_trials, none twice."""
