@@ -6,7 +6,7 @@ head trains on them, which gives the same head as running the body every epoch.
 Stage 2 unfreezes the body as the recipe says and trains with a fresh optimizer,
 batch norm frozen by default and an optional body learning-rate multiplier.
 
-Every stage epoch is backed up (`BackupAndRestore`): a killed run, rerun with the
+Every stage epoch is backed up (`EpochBackup`): a killed run, rerun with the
 same command, resumes from its last completed epoch in the right stage.
 """
 
@@ -100,7 +100,106 @@ class _BestWeights(keras.callbacks.Callback):
         value = self._score(value)
         if value > self.best:
             self.best = value
-            self.target.save_weights(self.path)
+            _save_weights_by_rename(self.target, self.path)
+
+
+def _save_weights_by_rename(model, path):
+    """`model.save_weights(path)` through a temporary file renamed over
+    `path`: a kill (or a full disk) mid-write leaves the file as it was."""
+    path = pathlib.Path(path)
+    tmp = path.with_name(f"{path.name[: -len('.weights.h5')]}.partial.weights.h5")
+    try:
+        model.save_weights(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _write_json_by_rename(path, data):
+    tmp = path.with_name(path.name + ".partial")
+    try:
+        tmp.write_text(json.dumps(data))
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+class EpochBackup(keras.callbacks.Callback):
+    """Backs up the fitted model (weights, optimizer state) at every epoch's
+    end, so that a killed `fit` resumes from its last completed epoch.
+
+    What `keras.callbacks.BackupAndRestore` does, but whole at any moment:
+    Keras's callback overwrites `latest.weights.h5` and then
+    `training_metadata.json` in place, so a kill during either write leaves
+    a file that cannot be read (the rerun fails), and a kill between them
+    pairs one epoch's weights with the previous epoch's number. Here each
+    epoch's weights go to their own file, written by rename, and only then
+    does the metadata (also renamed into place) name that file and its epoch;
+    older weight files are removed after. The folder is removed when `fit`
+    ends normally and kept when it raises.
+
+    Resuming: `EpochBackup.completed_epochs(directory)` is the epoch to pass
+    to `fit(initial_epoch=...)`; the callback loads the weights when training
+    begins (after Keras has built the optimizer and metrics).
+    """
+
+    METADATA = "training_metadata.json"
+
+    def __init__(self, directory):
+        super().__init__()
+        self.directory = pathlib.Path(directory)
+
+    @classmethod
+    def _metadata(cls, directory):
+        path = pathlib.Path(directory) / cls.METADATA
+        if not path.exists():
+            return None
+        try:
+            data = json.loads(path.read_text())
+            epoch = int(data["epoch"])
+        except (ValueError, KeyError, TypeError) as error:
+            raise FinetuneError(
+                f"the backup {path} is not readable ({error}); delete "
+                f"{path.parent} to redo this stage from its start"
+            ) from None
+        # Keras's BackupAndRestore (earlier kerazoo) kept latest.weights.h5.
+        return epoch, path.parent / data.get("weights", "latest.weights.h5")
+
+    @classmethod
+    def completed_epochs(cls, directory):
+        """Epochs the backup in `directory` holds (0 when there is none)."""
+        found = cls._metadata(directory)
+        return found[0] if found else 0
+
+    def on_train_begin(self, logs=None):
+        found = self._metadata(self.directory)
+        if found is None:
+            return
+        epoch, weights = found
+        if not weights.exists():
+            raise FinetuneError(
+                f"the backup in {self.directory} names {weights.name} (epoch "
+                f"{epoch}), which is missing; delete {self.directory} to redo "
+                "this stage from its start"
+            )
+        optimizer = self.model.optimizer
+        if optimizer is not None and not optimizer.built:
+            optimizer.build(self.model.trainable_variables)
+        self.model.load_weights(weights)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.directory.mkdir(parents=True, exist_ok=True)
+        name = f"epoch{epoch + 1}.weights.h5"
+        _save_weights_by_rename(self.model, self.directory / name)
+        _write_json_by_rename(
+            self.directory / self.METADATA, {"epoch": epoch + 1, "weights": name}
+        )
+        for old in self.directory.glob("*.weights.h5"):
+            if old.name != name:
+                old.unlink()
+
+    def on_train_end(self, logs=None):
+        shutil.rmtree(self.directory, ignore_errors=True)
 
 
 class _StageSummary(keras.callbacks.Callback):
@@ -216,7 +315,7 @@ def _callbacks(run, stage_number, stage, target, summary):
     (run.dir / "checkpoints").mkdir(exist_ok=True)
     callbacks = [
         keras.callbacks.TerminateOnNaN(raise_error=True),
-        keras.callbacks.BackupAndRestore(str(backup)),
+        EpochBackup(backup),
         keras.callbacks.CSVLogger(str(history), append=True),
         _BestWeights(
             target,
@@ -252,12 +351,12 @@ def _verbose():
 
 def _fit(run, n, model, train, validation, stage, callbacks, log):
     record = run.stage(n)
-    metadata = run.dir / "backup" / f"stage{n}" / "training_metadata.json"
-    if metadata.exists():
-        epoch = json.loads(metadata.read_text())["epoch"]
+    backup = run.dir / "backup" / f"stage{n}"
+    epoch = EpochBackup.completed_epochs(backup)
+    if epoch:
         log(
             f"stage {n}: resuming after epoch {epoch} of {stage.epochs} from the "
-            f"backup in {metadata.parent}"
+            f"backup in {backup}"
         )
     start = time.perf_counter()
     try:
@@ -265,6 +364,7 @@ def _fit(run, n, model, train, validation, stage, callbacks, log):
             train,
             validation_data=validation,
             epochs=stage.epochs,
+            initial_epoch=epoch,
             callbacks=callbacks,
             verbose=_verbose(),
             shuffle=False,  # the pipeline shuffles, seeded
