@@ -7,7 +7,10 @@ nothing else, the scale goes into the kernel (`W * a`, per output channel) and
 the batch norm keeps only the offset (`+ b`, plus `c * a` for a layer with a
 bias): one multiply over the largest tensors of the network is gone, and what is
 left, a convolution followed by a per-channel addition and an activation, is the
-pattern TensorFlow's graph optimizer fuses into one kernel on the CPU.
+pattern TensorFlow's graph optimizer fuses into one kernel on the CPU. For the
+same reason the copy computes swish as `x * sigmoid(x)` (`kerazoo.layers.swish`)
+where the model used Keras's silu, whose TensorFlow form the optimizer does not
+fuse.
 
 `fold_batch_norms(model)` returns a folded copy and leaves `model` as it was.
 It finds the pairs in functional graphs (a layer whose only consumer is a
@@ -24,6 +27,7 @@ import keras
 import numpy as np
 
 from kerazoo.layers import BatchNormalization
+from kerazoo.layers import swish
 
 
 @dataclasses.dataclass
@@ -34,15 +38,20 @@ class FoldingReport:
         folded: `"layer -> batch norm"` paths of the folded pairs.
         kept: Paths of the batch norms left as they were, each with the
             reason.
+        swish: How many layers apply swish written out
+            (`kerazoo.layers.swish`) in place of Keras's silu.
     """
 
     folded: list = dataclasses.field(default_factory=list)
     kept: list = dataclasses.field(default_factory=list)
+    swish: int = 0
 
     def summary(self):
         text = f"folded {len(self.folded)} batch norms into the layer before them"
         if self.kept:
             text += f"; {len(self.kept)} kept (nothing to fold into)"
+        if self.swish:
+            text += f"; swish written out in {self.swish} layers"
         return text
 
 
@@ -221,4 +230,20 @@ def fold_batch_norms(model):
         _fold_pair(layer, norm)
         report.folded.append(f"{layer.path} -> {norm.path}")
     report.kept = [f"{norm.path}: {reason}" for norm, reason in kept]
+    report.swish = _write_out_swish(copy)
     return copy, report
+
+
+def _write_out_swish(model):
+    """Puts `kerazoo.layers.swish` (`x * sigmoid(x)`) in place of Keras's
+    silu in every layer of `model`, blocks included; returns how many.
+    TensorFlow's optimizer fuses the written-out form into the convolution
+    before it, which Keras's `tf.nn.silu` (a scale by `beta`, a custom
+    gradient) hides from it."""
+    count = 0
+    for layer in model._flatten_layers(include_self=False, recursive=True):
+        if getattr(layer, "activation", None) is keras.activations.silu:
+            layer.activation = swish
+            # A block keeps its activation for its config; its layers apply it.
+            count += not list(layer._flatten_layers(include_self=False))
+    return count

@@ -5,6 +5,7 @@ PyTorch backends; importing this package does not import TensorFlow. Every layer
 is registered for serialization under the package name "kerazoo".
 """
 
+from kerazoo.layers.activations import swish
 from kerazoo.layers.batch_normalization import BatchNormalization
 from kerazoo.layers.dense_block import DenseBlock
 from kerazoo.layers.group_normalization import GroupNormalization
@@ -27,4 +28,5 @@ __all__ = [
     "ResidualBlock",
     "SqueezeExcite",
     "TransitionBlock",
+    "swish",
 ]

@@ -168,3 +168,29 @@ def test_folded_residual_blocks_fuse_into_their_convolutions():
         pytest.skip(f"TensorFlow without oneDNN here: {sorted(convolutions)}")
     assert "AddN" not in ops
     assert all("Fused" in op for op in convolutions), sorted(ops)
+
+
+def test_folded_swish_fuses_into_its_convolutions():
+    # Keras's silu (tf.nn.silu: a scale by beta, a custom gradient) hides
+    # convolution + bias + swish from TensorFlow's optimizer; the folded
+    # model's swish is written out, and oneDNN runs it inside the kernel of
+    # the convolution before it.
+    from kerazoo.bench import load_benchmark
+    from kerazoo.testing import randomize_batch_norms
+
+    model = randomize_batch_norms(
+        create_model("efficientnet_b0", input_shape=(32, 32, 3))
+    )
+    folded, report = fold_batch_norms(model)
+    assert report.swish == 49
+    x = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
+    np.testing.assert_allclose(
+        folded(x), model(x, training=False), rtol=1e-4, atol=1e-5
+    )
+    ops = load_benchmark("profile_ops").op_times(folded, 2, 32)
+    if not any("Mkl" in op for op in ops):
+        pytest.skip(f"TensorFlow without oneDNN here: {sorted(ops)}")
+    # The stem, the 15 expansions and the head: fused. The 16 depthwise
+    # convolutions (oneDNN fuses no swish there) and the 16 squeeze-excite
+    # reductions keep theirs (with Keras's silu: all 49).
+    assert ops["_MklSwish"][1] == 32, sorted(ops)
