@@ -3,15 +3,16 @@
 For each model (random weights, batch norms given trained-like statistics), three
 exports by `kerazoo.export.export_saved_model`: the default (batch norms folded,
 weights frozen into the graph as constants), folded with the weights as variables
-(`freeze=False`), and as trained (`fold=False, freeze=False`). Each is loaded with
-`tf.saved_model.load` and called through `serving_default`; the Keras model is
-called as a compiled `tf.function` of `model(x, training=False)`
-(`jit_compile=False`, as the served graph). A last variant bounds what folding
-alone could win: the same Keras model traced with every batch norm replaced by
-the identity (wrong outputs, the time of the network with no batch norm at all).
-After warm-up the five are timed in turn, round after round; the report is the
-median over rounds of each variant's time over the Keras model's, with its
-spread.
+(`freeze=False`), and as trained (`fold=False, freeze=False`); for a model with
+swish, a fourth: the default with Keras's silu in place of the written-out swish
+that folding puts in. Each is loaded with `tf.saved_model.load` and called
+through `serving_default`; the Keras model is called as a compiled `tf.function`
+of `model(x, training=False)` (`jit_compile=False`, as the served graph). A last
+variant bounds what folding alone could win: the same Keras model traced with
+every batch norm replaced by the identity (wrong outputs, the time of the network
+with no batch norm at all). After warm-up the variants are timed in turn, round
+after round; the report is the median over rounds of each variant's time over
+the Keras model's, with its spread.
 
     python benchmarks/bench_serving.py [--quick] [--models M ...] [--json PATH]
 """
@@ -34,7 +35,9 @@ from _timing import ratio_record
 from _timing import write_json
 
 from kerazoo.export import export_saved_model
+from kerazoo.export import fold_batch_norms
 from kerazoo.layers import BatchNormalization
+from kerazoo.layers import swish
 from kerazoo.models import create_model
 from kerazoo.testing import randomize_batch_norms
 
@@ -47,6 +50,23 @@ EXPORTS = {
     "served, variables": {"freeze": False},
     "served unfolded, variables": {"fold": False, "freeze": False},
 }
+
+
+# The default export with Keras's silu put back in place of the written-out
+# swish that folding gives it (models with swish only): what writing it out gains.
+SILU = "served, Keras's silu"
+
+
+def folded_with_keras_silu(model):
+    """The default export's folded model with Keras's silu instead of
+    `kerazoo.layers.swish`, or None for a model without swish."""
+    folded, report = fold_batch_norms(model)
+    if not report.swish:
+        return None
+    for layer in folded._flatten_layers(include_self=False, recursive=True):
+        if getattr(layer, "activation", None) is swish:
+            layer.activation = keras.activations.silu
+    return folded
 
 
 def keras_call(model, spec, without_norms=False):
@@ -80,9 +100,13 @@ def bench_model(name, size, batches, steps, repeats, folder, log):
     keras.utils.set_random_seed(0)
     model = randomize_batch_norms(create_model(name, input_shape=(size, size, 3)))
     exports, loaded = {}, []
-    for label, kwargs in EXPORTS.items():
+    sources = {label: (model, kwargs) for label, kwargs in EXPORTS.items()}
+    with_silu = folded_with_keras_silu(model)
+    if with_silu is not None:
+        sources[SILU] = (with_silu, {"fold": False})
+    for label, (source, kwargs) in sources.items():
         path = export_saved_model(
-            model,
+            source,
             folder / f"{name}-{label.replace(' ', '-').replace(',', '')}",
             verify=False,
             log=lambda line: None,
@@ -104,7 +128,7 @@ def bench_model(name, size, batches, steps, repeats, folder, log):
     for batch in batches:
         x = tf.constant(rng.uniform(0, 255, (batch, size, size, 3)).astype("float32"))
         reference = variants["Keras"](x).numpy()
-        for label in EXPORTS:
+        for label in exports:
             got = variants[label](x).numpy()
             diff = float(np.max(np.abs(got - reference)))
             log(f"  {name} batch {batch}: {label} max |difference| {diff:.2g}")

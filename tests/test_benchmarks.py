@@ -176,6 +176,24 @@ def test_bench_serving_reports_each_export_and_the_no_batch_norm_bound(tmp_path)
     assert "resnet50 served vs Keras, batch 16" in targets
 
 
+def test_bench_serving_puts_keras_silu_back_for_its_swish_variant():
+    import keras
+
+    from kerazoo.layers import swish
+    from kerazoo.models import create_model
+
+    bench = load_benchmark("bench_serving")
+    assert bench.folded_with_keras_silu(create_model("resnet20")) is None
+    model = create_model("efficientnet_b0", input_shape=(32, 32, 3))
+    with_silu = bench.folded_with_keras_silu(model)
+    activations = [
+        layer.activation
+        for layer in with_silu._flatten_layers(include_self=False, recursive=True)
+        if isinstance(layer, keras.layers.Activation)
+    ]
+    assert keras.activations.silu in activations and swish not in activations
+
+
 def test_gpu_benchmark_runs_each_policy_it_reports(tmp_path):
     # Keras's clear_session() resets the dtype policy: a mixed_bfloat16 row
     # must come from a model that computes in bfloat16.
