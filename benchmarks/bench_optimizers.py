@@ -11,8 +11,13 @@ non-finite-gradient guard (`skip_nonfinite=True` against `False`), a third what
 TensorFlow's fused training kernels save (kerazoo with them against kerazoo's
 generic path, both guarded), a fourth the least any guard can cost: Keras's
 update plus one NaN/Inf test of every gradient, against Keras's update.
+With `--train-step`, a fifth: whole training steps of ResNet-50 (kerazoo's, as
+the zoo benchmarks build it; `--size`, `--batch`) with kerazoo's optimizer
+against the same network with Keras's, where the update shares the step with
+the forward and backward passes.
 
-    python benchmarks/bench_optimizers.py [--quick] [--jit] [--json PATH]
+    python benchmarks/bench_optimizers.py [--quick] [--jit] [--train-step]
+        [--size 128] [--batch 8] [--json PATH]
 
 TensorFlow backend only (the compiled function is a `tf.function`).
 """
@@ -29,6 +34,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 from _timing import compare
+from _timing import zoo_model
 
 from kerazoo import optimizers
 
@@ -101,6 +107,19 @@ def make_step(optimizer, shapes, gradients, jit, test_gradients=False):
     return step
 
 
+def train_step(optimizer, size, batch, jit):
+    """One compiled training step of ResNet-50 with `optimizer`, on a fixed
+    batch (random weights, 1,000 classes)."""
+    model = zoo_model("resnet50", size, jit=jit)
+    model.compile(
+        optimizer=optimizer, loss="sparse_categorical_crossentropy", jit_compile=jit
+    )
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 255, (batch, size, size, 3)).astype("float32")
+    y = rng.integers(0, 1000, batch)
+    return lambda: model.train_on_batch(x, y)
+
+
 def _table(title, header_a, header_b, results):
     print(title)
     print(f"{'':<10} {header_a:>12} {header_b:>12} {'ratio':>7}  spread")
@@ -118,6 +137,11 @@ def main(argv=None):
     parser.add_argument("--rules", nargs="*", default=list(RULES), choices=list(RULES))
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--repeats", type=int, default=None)
+    parser.add_argument(
+        "--train-step", action="store_true", help="also whole training steps"
+    )
+    parser.add_argument("--size", type=int, default=128, help="with --train-step")
+    parser.add_argument("--batch", type=int, default=8, help="with --train-step")
     parser.add_argument("--json", default=None, help="also write results here")
     args = parser.parse_args(argv)
     if keras.backend.backend() != "tensorflow":
@@ -161,6 +185,17 @@ def main(argv=None):
             repeats,
         )
 
+    steps_whole = {}
+    for name in args.rules if args.train_step else ():
+        ours, theirs = RULES[name]
+        print(f"timing {name} in a training step ...", flush=True)
+        steps_whole[name] = compare(
+            train_step(ours(), args.size, args.batch, args.jit),
+            train_step(theirs(), args.size, args.batch, args.jit),
+            steps,
+            repeats,
+        )
+
     setting = (
         f"backend=tensorflow jit_compile={args.jit} variables={len(shapes)} "
         f"parameters={parameters:,} steps={steps} repeats={repeats}"
@@ -188,6 +223,15 @@ def main(argv=None):
         "fused_kernels": fused,
         "guard_floor": floor,
     }
+    if steps_whole:
+        _table(
+            f"\nwhole training step, ResNet-50 {args.size}x{args.size} batch "
+            f"{args.batch}: kerazoo's optimizer (guarded) vs Keras's",
+            "kerazoo ms",
+            "keras ms",
+            steps_whole,
+        )
+        results["train_step"] = steps_whole
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"setting": setting, "results": results}, f, indent=2)

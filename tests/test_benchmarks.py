@@ -53,6 +53,15 @@ def test_bench_optimizers_reports_ratios(tmp_path, capsys):
     assert "the guard's floor" in printed
 
 
+def test_bench_optimizers_times_whole_training_steps():
+    bench = load_benchmark("bench_optimizers")
+    args = ["--quick", "--rules", "adam", "--steps", "1", "--repeats", "1"]
+    results = bench.main([*args, "--train-step", "--size", "32", "--batch", "2"])
+    (r,) = results["train_step"].values()
+    assert r["ratio_min"] <= r["ratio_median"] <= r["ratio_max"]
+    assert r["a_ms"] > 0 and r["b_ms"] > 0
+
+
 def test_bench_zoo_reports_ratios_for_train_and_predict(tmp_path):
     bench = load_benchmark("bench_zoo")
     out = tmp_path / "zoo.json"
