@@ -565,8 +565,6 @@ def _replace_text(path, text):
     try:
         with open(tmp, "w") as f:
             f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -626,10 +624,18 @@ def _check_state(directory):
 
 
 def _retry_interrupted(oracle, log):
-    """Queues again the trials that a crash left RUNNING. keras-tuner retries
+    """Drops finished trials from the retry queue, and queues again the trials
+    that a crash left RUNNING. keras-tuner retries
     the trials its saved state lists as ongoing, but it writes a new trial's
     file before its own state: a kill between the two leaves a trial RUNNING
     that it would never run, yet count towards max_trials."""
+    # keras-tuner ends a trial by writing its file (COMPLETED) and then its own
+    # state, which still lists the trial as ongoing until the next trial
+    # starts: killed in between, it would run the completed trial again. The
+    # trial's file is written first, so it is the one to believe.
+    for trial_id in list(oracle._retry_queue):
+        if oracle.trials[trial_id].status in ("COMPLETED", "FAILED"):
+            oracle._retry_queue.remove(trial_id)
     queued = set(oracle._retry_queue)
     queued |= {t.trial_id for t in oracle.ongoing_trials.values()}
     for trial_id, trial in sorted(oracle.trials.items()):

@@ -206,6 +206,32 @@ def test_unreadable_search_state_is_named_before_the_search_starts(tmp_path):
     assert not (tmp_path / "search" / "space.json").exists()
 
 
+def test_completed_trial_still_listed_as_ongoing_is_not_run_again(tmp_path):
+    """keras-tuner writes a finished trial's file, then its own state, which
+    lists the trial as ongoing until the next one starts: a kill in between
+    left a completed trial that the resumed search ran again."""
+    first = load_recipe(
+        TINY, [f"output_dir={tmp_path}", "search={max_trials: 2, epochs: 1}"]
+    )
+    search(first, log=lambda line: None)
+    before = _trials(tmp_path)
+    assert [s for s, _ in before.values()] == ["COMPLETED", "COMPLETED"]
+    last = max(before)
+    oracle = tmp_path / "search" / "oracle.json"
+    state = json.loads(oracle.read_text())
+    state["ongoing_trials"] = {"tuner0": last}  # as at the kill
+    oracle.write_text(json.dumps(state))
+    more = load_recipe(
+        TINY, [f"output_dir={tmp_path}", "search={max_trials: 3, epochs: 1}"]
+    )
+    lines = []
+    search(more, log=lines.append)
+    after = _trials(tmp_path)
+    assert after[last] == before[last], "the completed trial ran again"
+    assert [s for s, _ in after.values()] == ["COMPLETED"] * 3
+    assert any("2 trials already completed" in line for line in lines)
+
+
 def test_parallel_runs_a_chief_and_two_workers(tmp_path):
     """`--parallel 2`: a chief and two workers on 127.0.0.1 (keras-tuner's
     distributed mode, here on the CPU) complete max_trials, none twice."""
