@@ -21,6 +21,7 @@ import time
 import keras
 import numpy as np
 
+from kerazoo._files import replace_text
 from kerazoo.finetune import freezing
 from kerazoo.finetune import report as reporting
 
@@ -64,9 +65,7 @@ class _Run:
         self.save()
 
     def save(self):
-        tmp = self.dir / (STATE + ".tmp")
-        tmp.write_text(json.dumps(self.state, indent=2))
-        os.replace(tmp, self.dir / STATE)
+        replace_text(self.dir / STATE, json.dumps(self.state, indent=2))
 
     def stage(self, n):
         return self.state["stages"].setdefault(str(n), {"done": False, "seconds": 0.0})
@@ -110,15 +109,6 @@ def _save_weights_by_rename(model, path):
     tmp = path.with_name(f"{path.name[: -len('.weights.h5')]}.partial.weights.h5")
     try:
         model.save_weights(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def _write_json_by_rename(path, data):
-    tmp = path.with_name(path.name + ".partial")
-    try:
-        tmp.write_text(json.dumps(data))
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -191,8 +181,9 @@ class EpochBackup(keras.callbacks.Callback):
         self.directory.mkdir(parents=True, exist_ok=True)
         name = f"epoch{epoch + 1}.weights.h5"
         _save_weights_by_rename(self.model, self.directory / name)
-        _write_json_by_rename(
-            self.directory / self.METADATA, {"epoch": epoch + 1, "weights": name}
+        replace_text(
+            self.directory / self.METADATA,
+            json.dumps({"epoch": epoch + 1, "weights": name}),
         )
         for old in self.directory.glob("*.weights.h5"):
             if old.name != name:

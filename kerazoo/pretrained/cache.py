@@ -25,6 +25,7 @@ import urllib.request
 
 import numpy as np
 
+from kerazoo._files import replace_text
 from kerazoo.pretrained.manifest import WeightsIntegrityError
 from kerazoo.pretrained.manifest import WeightsUnavailableError
 from kerazoo.pretrained.manifest import file_digest
@@ -249,10 +250,7 @@ def _port_keras_application(entry, log):
 
 
 def _write_json(path, data):
-    handle, partial = tempfile.mkstemp(suffix=".json", dir=path.parent)
-    with os.fdopen(handle, "w") as f:
-        json.dump(data, f, indent=2)
-    os.replace(partial, path)
+    replace_text(path, json.dumps(data, indent=2))
 
 
 def report_package_weights(entry, log=print):

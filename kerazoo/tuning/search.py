@@ -20,6 +20,7 @@ import time
 
 import keras
 
+from kerazoo._files import replace_text
 from kerazoo._session import clear_session
 
 SEARCH_DIR = "search"
@@ -402,6 +403,7 @@ def _search(recipe, log):
         # The chief only serves the oracle: no data, no model.
         model = SearchHyperModel(recipe, 1, 1)
         tuner = _tuner(recipe, model.hypermodel, directory)
+        _retry_interrupted(tuner.oracle, log)
         log(
             f"distributed search: serving the oracle on "
             f"{os.environ['KERASTUNER_ORACLE_IP']}:{os.environ['KERASTUNER_ORACLE_PORT']}"
@@ -553,29 +555,14 @@ def _check_space(recipe, directory):
             )
     else:
         directory.mkdir(parents=True, exist_ok=True)
-        _replace_text(path, json.dumps(here, indent=2))
-
-
-def _replace_text(path, text):
-    """Writes `text` to a temporary file beside `path` and renames it over
-    `path`: a reader (or a run resumed after a kill) finds the old contents or
-    the new, never a partial file."""
-    path = os.fspath(path)
-    tmp = f"{path}.{os.getpid()}.partial"
-    try:
-        with open(tmp, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+        replace_text(path, json.dumps(here, indent=2))
 
 
 @contextlib.contextmanager
 def atomic_state_files():
     """Within this, keras-tuner writes its state files (`oracle.json`,
     `tuner0.json`, each trial's `trial.json` and `build_config.json`) by
-    rename, as `_replace_text` does.
+    rename (`kerazoo._files.replace_text`).
 
     keras-tuner writes them in place, through `tf.io.gfile` on TensorFlow,
     which leaves the file empty until it is closed: a search killed in that
@@ -590,7 +577,7 @@ def atomic_state_files():
         if "://" in str(path):
             return original(path, obj)
         text = json.dumps(obj)
-        _replace_text(path, text)
+        replace_text(path, text)
         return text
 
     utils.save_json = save_json
@@ -625,10 +612,10 @@ def _check_state(directory):
 
 def _retry_interrupted(oracle, log):
     """Drops finished trials from the retry queue, and queues again the trials
-    that a crash left RUNNING. keras-tuner retries
-    the trials its saved state lists as ongoing, but it writes a new trial's
-    file before its own state: a kill between the two leaves a trial RUNNING
-    that it would never run, yet count towards max_trials."""
+    that a crash left RUNNING. keras-tuner retries the trials its saved state
+    lists as ongoing, but it writes a new trial's file before its own state: a
+    kill between the two leaves a trial RUNNING that it would never run, yet
+    count towards max_trials."""
     # keras-tuner ends a trial by writing its file (COMPLETED) and then its own
     # state, which still lists the trial as ongoing until the next trial
     # starts: killed in between, it would run the completed trial again. The
