@@ -4,6 +4,8 @@ chooses."""
 
 import keras
 
+from kerazoo.initializers.names import get
+
 
 def _sublayers(model):
     # Keras has no public recursive walk; `_flatten_layers` is what it uses.
@@ -32,8 +34,6 @@ def reinitialize(model, initializer):
     >>> reinitialize(model, "he_normal")
     20
     """
-    from kerazoo.initializers import get
-
     initializer = get(initializer)
     count = 0
     for layer in _sublayers(model):

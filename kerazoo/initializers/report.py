@@ -8,7 +8,10 @@ import numpy as np
 
 from kerazoo._checks import check_positive_int
 from kerazoo._session import clear_session
+from kerazoo.initializers.names import get
 from kerazoo.initializers.stats import activation_stats
+from kerazoo.initializers.variance_scaling import Normal
+from kerazoo.initializers.variance_scaling import Uniform
 
 DEFAULT_INITIALIZERS = ("xavier_normal", "he_normal", "normal:0.01", "normal:1.0")
 DEFAULT_ACTIVATIONS = ("tanh", "relu")
@@ -19,10 +22,6 @@ _BOUNDED = {"tanh": (-1.0, 1.0), "sigmoid": (0.0, 1.0), "softsign": (-1.0, 1.0)}
 def parse_initializer(spec, seed=None):
     """An initializer from a CLI spec: a name (`"he_normal"`), or `normal:STD`
     / `uniform:LIMIT` for the fixed distributions."""
-    from kerazoo.initializers import Normal
-    from kerazoo.initializers import Uniform
-    from kerazoo.initializers import get
-
     name, _, argument = spec.partition(":")
     if argument:
         try:
