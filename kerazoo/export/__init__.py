@@ -2,10 +2,10 @@
 (`saved_models/NAME/VERSION/`), preprocessing in the graph, verified against the
 Keras model in a fresh process."""
 
+from kerazoo.export.errors import ExportError
 from kerazoo.export.folding import FoldingReport
 from kerazoo.export.folding import fold_batch_norms
 from kerazoo.export.folding import folding_pairs
-from kerazoo.export.saved_model import ExportError
 from kerazoo.export.saved_model import decode_images
 from kerazoo.export.saved_model import export_saved_model
 from kerazoo.export.saved_model import next_version

@@ -16,6 +16,8 @@ import warnings
 import keras
 import numpy as np
 
+from kerazoo.export.errors import ExportError
+
 FORMATS = {
     "tflite": ("model.tflite", "litert", ("tensorflow",), "kerazoo[tflite]"),
     "onnx": ("model.onnx", "onnx", ("tf2onnx", "onnxruntime"), "kerazoo[onnx]"),
@@ -102,8 +104,6 @@ def verify_format(fmt, path, model, batch_sizes=(1, 7), atol=1e-4):
     Raises:
         ExportError: a difference above `atol`, or another output shape.
     """
-    from kerazoo.export.saved_model import ExportError
-
     run = runner(fmt, path)
     height, width = model.inputs[0].shape[1:3]
     rng = np.random.default_rng(0)

@@ -25,11 +25,13 @@ import tempfile
 import keras
 import numpy as np
 
+from kerazoo.export.errors import ExportError
+from kerazoo.export.folding import fold_batch_norms
+from kerazoo.export.formats import check_format
+from kerazoo.export.formats import verify_format
+from kerazoo.export.formats import write_format
+
 CARD = "model_card.json"
-
-
-class ExportError(RuntimeError):
-    """An export that cannot be written or does not match its Keras model."""
 
 
 def _unregistered_layers(model):
@@ -198,8 +200,6 @@ def export_saved_model(
             "export needs a model with a fixed image input (height, width, 3); "
             f"got input shape {shape}"
         )
-    from kerazoo.export.formats import check_format
-
     formats = list(dict.fromkeys(formats))
     for fmt in formats:
         check_format(fmt)
@@ -238,8 +238,6 @@ def export_saved_model(
     source = model
     folding = None
     if fold:
-        from kerazoo.export.folding import fold_batch_norms
-
         model, folding = fold_batch_norms(source)
         log(folding.summary())
 
@@ -330,9 +328,6 @@ def export_saved_model(
 
 
 def _write_format(model, source, fmt, directory, verify, log):
-    from kerazoo.export.formats import verify_format
-    from kerazoo.export.formats import write_format
-
     path = write_format(model, fmt, directory)
     record = {"file": path.name}
     if verify:
