@@ -111,6 +111,8 @@ def _cmd_init_report(args):
 def _cmd_weights(args):
     import difflib
 
+    # Imported on use, as in every command: `kerazoo --help` loads no Keras.
+    from kerazoo.models import create_model
     from kerazoo.pretrained import WeightsIntegrityError
     from kerazoo.pretrained import WeightsUnavailableError
     from kerazoo.pretrained import cache
@@ -131,9 +133,9 @@ def _cmd_weights(args):
             continue
         try:
             if entry.converter == "keras_applications":
-                cache.cached_weights(entry)
+                cache.cached_weights(entry, build=create_model)
             else:
-                cache.report_package_weights(entry)
+                cache.report_package_weights(entry, build=create_model)
         except (WeightsUnavailableError, WeightsIntegrityError) as error:
             print(f"kerazoo weights: error: {error}", file=sys.stderr)
             return 1

@@ -312,7 +312,7 @@ def _with_weights(model, entry, head):
         return model
     from kerazoo.pretrained import load_pretrained
 
-    return load_pretrained(model, entry.model, entry.tag, head=head)
+    return load_pretrained(model, entry.model, entry.tag, head=head, build=create_model)
 
 
 def _check_input_shape(info, input_shape):

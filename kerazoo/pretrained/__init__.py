@@ -4,9 +4,17 @@
 and without running code from the file. `load_pretrained(model, name, tag)`
 puts a manifest entry's weights into a kerazoo model, after checking the file's
 sha256; `create_model(name, weights="imagenet")` calls it.
+
+This package sits below `kerazoo.models` and never imports it: it takes a built
+model, and where it must build one itself (porting keras.applications weights,
+`from_keras_application`) it is given `build=kerazoo.models.create_model`.
 """
 
+import numpy as np
+
 from kerazoo.pretrained.assign import WeightMismatchError
+from kerazoo.pretrained.assign import assign_checked
+from kerazoo.pretrained.cache import cached_weights
 from kerazoo.pretrained.checkpoint import CheckpointFormatError
 from kerazoo.pretrained.checkpoint import UnsafeCheckpointError
 from kerazoo.pretrained.checkpoint import load_checkpoint
@@ -17,6 +25,7 @@ from kerazoo.pretrained.manifest import WeightsIntegrityError
 from kerazoo.pretrained.manifest import WeightsUnavailableError
 from kerazoo.pretrained.manifest import available_weights
 from kerazoo.pretrained.manifest import find_weights
+from kerazoo.pretrained.manifest import weights_file
 
 __all__ = [
     "MANIFEST",
@@ -34,34 +43,30 @@ __all__ = [
 ]
 
 
-def load_pretrained(model, name, tag, head=True, log=print):
+def load_pretrained(model, name, tag, head=True, log=print, *, build=None):
     """Loads the manifest's `tag` weights of model `name` into `model`.
 
     The file's sha256 is checked before it is read; every shape is checked
     before anything is assigned. With `head=False` the classifier keeps its
     own (new) weights. Weights ported from keras.applications are downloaded
     and ported once, into the cache (`kerazoo.pretrained.cache`); `log`
-    receives the progress of that.
+    receives the progress of that, and `build` (`kerazoo.models.create_model`)
+    builds the model they are ported into.
     """
     entry = find_weights(name, tag)
     if entry.converter == "efficientnet_lite":
+        # Imports kerazoo.layers, and with it Keras and its backend: only for
+        # these weights.
         from kerazoo.pretrained.efficientnet_lite import load_efficientnet_lite
-        from kerazoo.pretrained.manifest import weights_file
 
         return load_efficientnet_lite(model, weights_file(entry), head=head)
     if entry.converter == "keras_applications":
-        from kerazoo.pretrained.cache import cached_weights
-
-        values, record = cached_weights(entry, log=log)
+        values, record = cached_weights(entry, log=log, build=build)
         return _assign_by_path(model, values, record, head)
     raise ValueError(f"No converter {entry.converter!r}.")
 
 
 def _assign_by_path(model, values, record, head):
-    import numpy as np
-
-    from kerazoo.pretrained.assign import assign_checked
-
     pairs = []
     for variable in model.weights:
         if variable.path.startswith("predictions/") and not head:

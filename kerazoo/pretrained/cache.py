@@ -25,11 +25,16 @@ import urllib.request
 
 import numpy as np
 
+from kerazoo import __version__
 from kerazoo._files import replace_text
+from kerazoo.pretrained.checkpoint import load_checkpoint
+from kerazoo.pretrained.keras_applications import from_keras_application
 from kerazoo.pretrained.manifest import WeightsIntegrityError
 from kerazoo.pretrained.manifest import WeightsUnavailableError
 from kerazoo.pretrained.manifest import file_digest
 from kerazoo.pretrained.manifest import sha256_of
+from kerazoo.pretrained.manifest import weights_file
+from kerazoo.pretrained.reference import efficientnet_lite_logits
 
 
 def kerazoo_home():
@@ -187,22 +192,24 @@ def conversion_report(source, ported, size):
     }
 
 
-def port_keras_application(entry, log=print):
+def port_keras_application(entry, *, build, log=print):
     """Downloads (once) and ports the Keras file of `entry` into the cache;
-    returns the path of the ported `.npz`. Runs in float32 whatever the
-    caller's dtype policy, and leaves that policy as it was."""
+    returns the path of the ported `.npz`. `build` builds the kerazoo model
+    (`kerazoo.models.create_model`). Runs in float32 whatever the caller's dtype
+    policy, and leaves that policy as it was."""
+    # Keras (and its backend) only once a model is built: the cache's listing
+    # and checks stay light.
     from kerazoo._session import float32_policy
 
     with float32_policy():
-        return _port_keras_application(entry, log)
+        return _port_keras_application(entry, build, log)
 
 
-def _port_keras_application(entry, log):
+def _port_keras_application(entry, build, log):
+    # Keras (and its backend) only once a model is built, as above.
     import keras
 
-    from kerazoo import __version__
     from kerazoo._session import clear_session
-    from kerazoo.pretrained.keras_applications import from_keras_application
 
     source_path = _source_file(entry, log)
     _, ported_path, record_path = _paths(entry)
@@ -211,7 +218,7 @@ def _port_keras_application(entry, log):
     source = getattr(keras.applications, entry.application)(
         weights=str(source_path), input_shape=(size, size, 3)
     )
-    model = from_keras_application(source, entry.model)
+    model = from_keras_application(source, entry.model, build=build)
     report = conversion_report(source, model, size)
     log(
         f"  conversion report: max |difference| {report['max_abs_difference']:.2e} "
@@ -253,30 +260,29 @@ def _write_json(path, data):
     replace_text(path, json.dumps(data, indent=2))
 
 
-def report_package_weights(entry, log=print):
+def report_package_weights(entry, *, build, log=print):
     """Checks the EfficientNet-Lite weights that a package ships: the
     converted model's logits against an independent float64 NumPy computation
     of the checkpoint (`kerazoo.pretrained.reference`) on sample images, kept
-    as a record beside the cache's other weights. Returns the record. Runs in
-    float32 whatever the caller's dtype policy, and leaves that policy as it
-    was."""
+    as a record beside the cache's other weights. Returns the record. `build`
+    builds the kerazoo model (`kerazoo.models.create_model`). Runs in float32
+    whatever the caller's dtype policy, and leaves that policy as it was."""
+    # Keras (and its backend) only once a model is built, as above.
     from kerazoo._session import float32_policy
 
     with float32_policy():
-        return _report_package_weights(entry, log)
+        return _report_package_weights(entry, build, log)
 
 
-def _report_package_weights(entry, log):
+def _report_package_weights(entry, build, log):
+    # Keras (and its backend, through kerazoo.layers) only once a model is
+    # built, as above.
     from kerazoo._session import clear_session
-    from kerazoo.models import create_model
-    from kerazoo.pretrained.checkpoint import load_checkpoint
     from kerazoo.pretrained.efficientnet_lite import load_efficientnet_lite
-    from kerazoo.pretrained.manifest import weights_file
-    from kerazoo.pretrained.reference import efficientnet_lite_logits
 
     path = weights_file(entry)
     log(f"checking {entry.model}'s {entry.tag} weights against the reference")
-    model = create_model(entry.model, classifier_activation=None)
+    model = build(entry.model, classifier_activation=None)
     load_efficientnet_lite(model, path)
     x = sample_images(entry.input_size, count=4)
     ours = np.asarray(model.predict_on_batch(x), "float64")
@@ -307,13 +313,20 @@ def _report_package_weights(entry, log):
     return record
 
 
-def cached_weights(entry, log=print):
+def cached_weights(entry, log=print, *, build=None):
     """`(values, record)` of a `keras_applications` entry: the ported weights
-    by variable path and their record, porting them first if needed. A ported
-    file whose sha256 differs from its record is removed and refused."""
+    by variable path and their record, porting them first if needed (which
+    needs `build`: `kerazoo.models.create_model`). A ported file whose sha256
+    differs from its record is removed and refused."""
     _, ported_path, record_path = _paths(entry)
     if not (ported_path.exists() and record_path.exists()):
-        port_keras_application(entry, log=log)
+        if build is None:
+            raise ValueError(
+                f"The {entry.tag!r} weights of {entry.model!r} are not ported yet: "
+                "porting them builds the model, so pass "
+                "`build=kerazoo.models.create_model`."
+            )
+        port_keras_application(entry, build=build, log=log)
     record = json.loads(record_path.read_text())
     digest = sha256_of(ported_path)
     if digest != record.get("sha256"):

@@ -191,7 +191,7 @@ def _efficientnet_pairs(model, source):
     return pairs
 
 
-def from_keras_application(keras_model, name):
+def from_keras_application(keras_model, name, *, build):
     """The kerazoo model `name` computing the same function as `keras_model`.
 
     Supports `keras.applications` ResNet50/101/152 (`"resnet50"` ...),
@@ -210,6 +210,8 @@ def from_keras_application(keras_model, name):
         keras_model: A `keras.applications.ResNet50(...)`-style model, with
             random or ImageNet weights.
         name: The kerazoo name of the same architecture.
+        build: What builds it: `kerazoo.models.create_model` (or a function
+            with its signature); this module does not import `kerazoo.models`.
 
     Returns:
         A kerazoo model (functional, with a `"body"`).
@@ -217,12 +219,12 @@ def from_keras_application(keras_model, name):
     Example:
 
     ```python
-    source = keras.applications.ResNet50(weights="imagenet")
-    model = from_keras_application(source, "resnet50")
-    ```
-    """
     from kerazoo.models import create_model
 
+    source = keras.applications.ResNet50(weights="imagenet")
+    model = from_keras_application(source, "resnet50", build=create_model)
+    ```
+    """
     if name in _RESNET_DEPTHS:
         options = {"stride_on": "1x1", "norm_epsilon": 1.001e-5}
     elif name in _DENSENET_BLOCKS:
@@ -237,7 +239,7 @@ def from_keras_application(keras_model, name):
     input_shape = tuple(keras_model.inputs[0].shape[1:])
     if head is not None:
         activation = head.get_config()["activation"]
-        model = create_model(
+        model = build(
             name,
             num_classes=head.units,
             input_shape=input_shape,
@@ -250,7 +252,7 @@ def from_keras_application(keras_model, name):
             type(layer).__name__ == "GlobalMaxPooling2D" for layer in keras_model.layers
         )
         pooling = None if rank == 4 else ("max" if has_max else "avg")
-        model = create_model(
+        model = build(
             name, input_shape=input_shape, include_top=False, pooling=pooling, **options
         )
     try:

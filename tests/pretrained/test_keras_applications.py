@@ -6,6 +6,7 @@ import keras
 import numpy as np
 import pytest
 
+from kerazoo.models import create_model
 from kerazoo.pretrained import WeightMismatchError
 from kerazoo.pretrained import from_keras_application
 
@@ -40,7 +41,7 @@ def test_port_computes_the_same_function(name, include_top):
         classifier_activation=None,
     )
     _perturb(source, rng)
-    model = from_keras_application(source, name)
+    model = from_keras_application(source, name, build=create_model)
     x = rng.uniform(0, 255, (3, 64, 64, 3)).astype("float32")
     expected = source.predict(module.preprocess_input(x.copy()), verbose=0)
     got = model.predict(x, verbose=0)  # preprocessing is inside the model
@@ -52,9 +53,9 @@ def test_port_computes_the_same_function(name, include_top):
 def test_port_refuses_the_wrong_architecture():
     source = keras.applications.DenseNet121(weights=None, input_shape=(64, 64, 3))
     with pytest.raises(WeightMismatchError, match="does not have the layers"):
-        from_keras_application(source, "resnet50")
+        from_keras_application(source, "resnet50", build=create_model)
     with pytest.raises(ValueError, match="supported: resnet50"):
-        from_keras_application(source, "googlenet")
+        from_keras_application(source, "googlenet", build=create_model)
 
 
 def test_efficientnet_port_reproduces_its_normalization_layers(tmp_path):
@@ -70,7 +71,7 @@ def test_efficientnet_port_reproduces_its_normalization_layers(tmp_path):
             layer.adapt_mean.assign([0.485, 0.456, 0.406])
             layer.adapt_variance.assign([0.052, 0.05, 0.05])
             layer.finalize_state()
-    model = from_keras_application(source, "efficientnet_b0")
+    model = from_keras_application(source, "efficientnet_b0", build=create_model)
     assert model.get_layer("preprocessing").mode == "custom"
     x = rng.uniform(0, 255, (3, 64, 64, 3)).astype("float32")
     expected = source.predict(x, verbose=0)
