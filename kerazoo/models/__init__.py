@@ -7,13 +7,18 @@ models whose variable paths survive reloading; `ImagePreprocessing`, the layer
 that normalises raw images inside every model.
 """
 
+# Importing the families registers their models.
+from kerazoo.models import densenet  # noqa: F401
+from kerazoo.models import efficientnet  # noqa: F401
+from kerazoo.models import googlenet  # noqa: F401
+from kerazoo.models import resnet  # noqa: F401
 from kerazoo.models.analysis import count_trainable_params
 from kerazoo.models.analysis import flops
+from kerazoo.models.create import create_model
+from kerazoo.models.create import model_info
 from kerazoo.models.preprocessing import ImagePreprocessing
 from kerazoo.models.registry import ModelInfo
-from kerazoo.models.registry import create_model
 from kerazoo.models.registry import list_models
-from kerazoo.models.registry import model_info
 from kerazoo.models.registry import register_model
 from kerazoo.models.scoped import ScopedModel
 from kerazoo.models.scoped import scoped_model
