@@ -127,9 +127,33 @@ class DataSpec(_Strict):
     uri: str = Field(
         "digits",
         description="`digits[?shots=N]`, `tfds:NAME[?train=..&validation=..&test=..]`"
-        " or `folder:PATH[?validation=F&test=F]`.",
+        ", `folder:PATH[?validation=F&test=F]` (class folders, or train/ val/ "
+        "test/ folders of class folders) or `csv:FILE` (path,label[,split]).",
     )
     augment: Augment = Augment()
+    cache: typing.Literal["auto", "memory", "disk", "none"] = Field(
+        "auto",
+        description="Where decoded, resized images (uint8) are kept after the "
+        "first epoch; `auto`: memory when they need at most a quarter of the "
+        "memory available, else disk.",
+    )
+    cache_dir: str | None = Field(
+        None,
+        description="Folder of the disk caches (images and stage-1 features); "
+        "default `OUTPUT_DIR/cache`. A second run with the same data and model "
+        "reuses what is there.",
+    )
+    shuffle_buffer: int = Field(
+        1024,
+        ge=1,
+        description="Decoded images a streamed (`tfds:`) split is shuffled "
+        "through; file and array splits shuffle indices, not images.",
+    )
+    deterministic: bool = Field(
+        False,
+        description="Keep the order of parallel decoding (reproducible batches, "
+        "a little slower); the shuffle is seeded either way.",
+    )
     data_dir: str | None = Field(
         None, description="tensorflow-datasets data_dir (tfds: URIs)."
     )
@@ -409,8 +433,13 @@ class Recipe(_Strict):
             "search",
         ),
     ):
-        """sha256 of what decides the training (not where it is written)."""
+        """sha256 of what decides the training (not where it is written, nor
+        where its images are cached)."""
         data = {k: v for k, v in self.to_dict().items() if k not in ignore}
+        if "data" in data:
+            data["data"] = {
+                k: v for k, v in data["data"].items() if k not in ("cache", "cache_dir")
+            }
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
 

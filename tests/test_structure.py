@@ -104,21 +104,10 @@ def describe(graph, component):
     )
 
 
-def _only_finetune(component):
-    return all(
-        m == "kerazoo.finetune" or m.startswith("kerazoo.finetune.") for m in component
-    )
-
-
 def test_kerazoo_has_no_import_cycles():
     graph = import_graph(PACKAGE)
     assert "kerazoo.models.registry" in graph, "kerazoo's modules not found"
-    found = [
-        c
-        for c in cycles(graph)
-        # kerazoo.finetune <-> engine: being removed with the data-pipeline rewrite
-        if not _only_finetune(c)
-    ]
+    found = cycles(graph)
     assert not found, "import cycles in kerazoo:\n" + "\n".join(
         f"cycle of {len(c)}: {', '.join(c)}\n{describe(graph, c)}" for c in found
     )

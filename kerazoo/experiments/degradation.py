@@ -35,7 +35,7 @@ def _cifar10(s):
         ("test", s["cifar_test_images"]),
     ):
         x, y = [], []
-        for image, label in data.splits[split].take(limit).as_numpy_iterator():
+        for image, label in data.dataset(split).take(limit).as_numpy_iterator():
             x.append(image)
             y.append(label)
         out.append((np.asarray(x, "float32"), np.asarray(y, "int32")))

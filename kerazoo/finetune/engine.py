@@ -17,13 +17,14 @@ import pathlib
 import shutil
 import sys
 import time
+import warnings
 
 import keras
 import numpy as np
 
+import kerazoo.finetune.freezing as freezing
+import kerazoo.finetune.report as reporting
 from kerazoo._files import replace_text
-from kerazoo.finetune import freezing
-from kerazoo.finetune import report as reporting
 
 STATE = "state.json"
 
@@ -40,7 +41,14 @@ class _Run:
         self.dir = pathlib.Path(recipe.output_dir)
         state_path = self.dir / STATE
         if restart and state_path.exists():
-            shutil.rmtree(self.dir)
+            # The content-keyed caches stay: they are checked before reuse.
+            for path in self.dir.iterdir():
+                if path.name == "cache":
+                    continue
+                if path.is_dir():
+                    shutil.rmtree(path)
+                else:
+                    path.unlink()
         elif not state_path.exists() and self.dir.exists() and any(self.dir.iterdir()):
             raise FinetuneError(
                 f"output_dir {self.dir} is not empty and holds no kerazoo run; "
@@ -219,7 +227,7 @@ def build(recipe, num_classes):
         A dict: `model` (images -> probabilities, the body called normally),
         `frozen` (the same layers, the body called in inference mode),
         `features` (images -> pooled body features, inference mode), `head`
-        (features -> probabilities), and `body`.
+        (features -> probabilities), `body`, and `spec` (the recipe's model section).
     """
     from kerazoo import initializers
     from kerazoo.models import create_model
@@ -264,6 +272,7 @@ def build(recipe, num_classes):
         "features": features,
         "head": head,
         "body": body,
+        "spec": spec.model_dump(mode="json"),
     }
 
 
@@ -351,15 +360,19 @@ def _fit(run, n, model, train, validation, stage, callbacks, log):
         )
     start = time.perf_counter()
     try:
-        model.fit(
-            train,
-            validation_data=validation,
-            epochs=stage.epochs,
-            initial_epoch=epoch,
-            callbacks=callbacks,
-            verbose=_verbose(),
-            shuffle=False,  # the pipeline shuffles, seeded
-        )
+        with warnings.catch_warnings():
+            # Image pipelines drop broken files as they find them, so their
+            # length is unknown until an epoch ends; Keras warns when it does.
+            warnings.filterwarnings("ignore", message="Your input ran out of data")
+            model.fit(
+                train,
+                validation_data=validation,
+                epochs=stage.epochs,
+                initial_epoch=epoch,
+                callbacks=callbacks,
+                verbose=_verbose(),
+                shuffle=False,  # the pipeline shuffles, seeded
+            )
     except RuntimeError as error:
         if "NaN or Inf loss" not in str(error):
             raise
@@ -412,6 +425,41 @@ def _folded_features(parts):
     return folded
 
 
+def _extractor(parts, fold=True):
+    """`images -> features` (numpy) for `body_features`, made once per `parts`."""
+    import tensorflow as tf
+
+    extract = parts.get("_extract")
+    if extract is not None:
+        return extract
+    if fold:
+        model = _folded_features(parts)
+    else:
+        model, parts["_folding"] = parts["features"], "not folded (fold=False)"
+    if keras.backend.backend() == "tensorflow":
+        spec = tf.TensorSpec((None, *model.inputs[0].shape[1:]), model.inputs[0].dtype)
+        function = tf.function(
+            lambda x: model(x, training=False), input_signature=[spec]
+        )
+
+        def extract(x):
+            return function(x).numpy()
+    else:
+        size = []
+
+        def extract(x):
+            x = np.asarray(x)
+            size[:] = size or [len(x)]
+            n = len(x)
+            if n < size[0]:
+                pad = np.zeros((size[0] - n, *x.shape[1:]), x.dtype)
+                x = np.concatenate([x, pad])
+            return keras.ops.convert_to_numpy(model.predict_on_batch(x))[:n]
+
+    parts["_extract"] = extract
+    return extract
+
+
 def body_features(parts, pipeline, fold=True):
     """Pooled body features and labels of a `(images, labels)` pipeline, in one
     pass over it, compiled once for every batch size: on TensorFlow one
@@ -426,42 +474,84 @@ def body_features(parts, pipeline, fold=True):
     the copy computes the same features (to float32 rounding) with less work.
     `parts["_folding"]` tells how many were folded, or why none were;
     `fold=False` runs the body as it is (the first call decides for `parts`)."""
-    import tensorflow as tf
-
-    extract = parts.get("_extract")
-    if extract is None:
-        if fold:
-            model = _folded_features(parts)
-        else:
-            model, parts["_folding"] = parts["features"], "not folded (fold=False)"
-        if keras.backend.backend() == "tensorflow":
-            spec = tf.TensorSpec(
-                (None, *model.inputs[0].shape[1:]), model.inputs[0].dtype
-            )
-            function = tf.function(
-                lambda x: model(x, training=False), input_signature=[spec]
-            )
-
-            def extract(x):
-                return function(x).numpy()
-        else:
-            size = []
-
-            def extract(x):
-                x = np.asarray(x)
-                size[:] = size or [len(x)]
-                n = len(x)
-                if n < size[0]:
-                    pad = np.zeros((size[0] - n, *x.shape[1:]), x.dtype)
-                    x = np.concatenate([x, pad])
-                return keras.ops.convert_to_numpy(model.predict_on_batch(x))[:n]
-
-        parts["_extract"] = extract
+    extract = _extractor(parts, fold)
     outputs, labels = [], []
     for x, y in pipeline:
         outputs.append(extract(x))
         labels.append(y.numpy())
     return np.concatenate(outputs), np.concatenate(labels)
+
+
+def features_key(parts, split_key):
+    """Content key of a split's stage-1 features: the model spec it was built
+    from, its preprocessing, every weight of the features model (shapes and
+    values, not names, which depend on what else the process built) and the
+    split's images."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    model = parts["features"]
+    pre = model.get_layer("preprocessing")
+    described = {
+        "spec": parts.get("spec"),
+        "input": list(model.inputs[0].shape[1:]),
+        "preprocessing": {k: v for k, v in pre.get_config().items() if k != "name"},
+    }
+    digest.update(json.dumps(described, sort_keys=True, default=str).encode())
+    for weight in model.weights:
+        value = np.ascontiguousarray(keras.ops.convert_to_numpy(weight))
+        digest.update(f"{value.shape} {value.dtype}".encode())
+        digest.update(value.data)
+    digest.update(split_key.encode())
+    return digest.hexdigest()
+
+
+def extract_features(
+    parts, pipelines, split, directory, *, batch_size=64, log=print, every=10.0
+):
+    """Stage 1's features of one split, written to `directory` as they are
+    computed (`kerazoo.data.features.FeatureFile`): a pass killed halfway goes
+    on from its last finished batch, and a finished file of the same content
+    key is reused. Logs progress (images/s, ETA) every `every` seconds.
+
+    Returns:
+        The `FeatureFile`.
+    """
+    from kerazoo.data.features import FeatureFile
+
+    source = pipelines.data.splits[split]
+    key = features_key(parts, source.key())
+    dim = parts["features"].outputs[0].shape[-1]
+    path = pathlib.Path(directory) / f"features-{split}-{key[:16]}.npy"
+    file = FeatureFile(path, source.size, dim, key)
+    if file.complete:
+        log(f"stage 1 features ({split}): reusing {path.name} ({file.rows:,} images)")
+        return file
+    start = file.next_image
+    if start:
+        log(
+            f"stage 1 features ({split}): going on from image {start:,} of "
+            f"{source.size:,} ({path.name})"
+        )
+    extract = _extractor(parts)
+    began = last = time.perf_counter()
+    done = 0
+    for x, y, index in pipelines.dataset(
+        split, batch_size, start=start, with_index=True
+    ):
+        file.append(extract(x), y.numpy(), int(index[-1]) + 1)
+        done += len(y)
+        now = time.perf_counter()
+        if now - last >= every:
+            last = now
+            rate = done / (now - began)
+            left = source.size - file.next_image
+            log(
+                f"stage 1 features ({split}): {file.next_image:,}/{source.size:,} "
+                f"images, {rate:,.0f} images/s, ETA {left / rate:,.0f} s"
+            )
+    file.finish()
+    return file
 
 
 def precision_policy(precision):
@@ -509,10 +599,8 @@ def run(recipe, *, restart=False, log=print):
 
 
 def _run(recipe, *, restart, log):
-    import tensorflow as tf
-
-    from kerazoo.data.pipeline import batched
-    from kerazoo.data.pipeline import image_pipeline
+    from kerazoo.data.cache import plan_cache
+    from kerazoo.data.pipeline import Pipelines
 
     run_ = _Run(recipe, restart=restart)
     if run_.finished:
@@ -525,6 +613,30 @@ def _run(recipe, *, restart, log):
     keras.utils.set_random_seed(recipe.seed)
     data = load_recipe_data(recipe)
     log(f"data: {data.summary()}")
+    for line in data.class_counts():
+        log(f"  {line if len(line) <= 200 else line[:197] + '...'}")
+    size = recipe.model.image_size
+    cache_dir = pathlib.Path(recipe.data.cache_dir or run_.dir / "cache")
+    plan = plan_cache(recipe.data.cache, size, data.sizes, cache_dir)
+    log(f"data cache: {plan.reason}")
+    pipelines = Pipelines(
+        data,
+        size,
+        cache=plan.mode,
+        cache_dir=plan.directory,
+        shuffle_buffer=recipe.data.shuffle_buffer,
+        deterministic=recipe.data.deterministic,
+        log=log,
+    )
+    try:
+        return _stages(run_, recipe, data, pipelines, plan, cache_dir, log)
+    finally:
+        pipelines.close()
+
+
+def _stages(run_, recipe, data, pipelines, plan, cache_dir, log):
+    from kerazoo.data.pipeline import feature_pipeline
+
     size = recipe.model.image_size
     strategy = _strategy(recipe.distribution)
     if recipe.distribution != "none":
@@ -547,7 +659,7 @@ def _run(recipe, *, restart, log):
         return debug[1] if debug and debug[0] == n else None
 
     def evaluation(split):
-        return image_pipeline(data, split, size, 64)
+        return pipelines.dataset(split, 64)
 
     loss = "sparse_categorical_crossentropy"
 
@@ -569,33 +681,31 @@ def _run(recipe, *, restart, log):
         record["cached_features"] = cached
         if cached:
             start = time.perf_counter()
-            plain = {
-                split: image_pipeline(data, split, size, 64, cache=False)
+            feats = {
+                split: extract_features(parts, pipelines, split, cache_dir, log=log)
                 for split in ("train", "validation", "test")
             }
-            feats = {split: body_features(parts, p) for split, p in plain.items()}
             record["feature_seconds"] = time.perf_counter() - start
-            record["feature_folding"] = parts["_folding"]
+            record["feature_folding"] = parts.get("_folding", "reused from the cache")
             log(
-                f"stage 1: body features of {sum(len(f[1]) for f in feats.values())} "
-                f"images computed once in {record['feature_seconds']:.1f} s "
-                f"({parts['_folding']})"
+                f"stage 1: body features of {sum(f.rows for f in feats.values()):,} "
+                f"images in {record['feature_seconds']:.1f} s "
+                f"({record['feature_folding']}), kept in {cache_dir}"
             )
 
-            def slices(split):
-                return tf.data.Dataset.from_tensor_slices(feats[split])
+            def features(split, batch_size, training=False):
+                file = feats[split]
+                return feature_pipeline(
+                    file, file.labels, batch_size, training=training, seed=recipe.seed
+                )
 
-            train = batched(
-                slices("train"), n_train, batch, training=True, seed=recipe.seed
-            )
-            validation = batched(slices("validation"), data.sizes["validation"], 256)
-            test = batched(slices("test"), data.sizes["test"], 256)
+            train = features("train", batch, training=True)
+            validation = features("validation", 256)
+            test = features("test", 256)
             target = parts["head"]
         else:
-            train = image_pipeline(
-                data,
+            train = pipelines.dataset(
                 "train",
-                size,
                 batch,
                 training=True,
                 augment=augment,
@@ -649,10 +759,8 @@ def _run(recipe, *, restart, log):
     elif s2.epochs:
         trainable = freezing.unfreeze(body, s2.unfreeze, recipe.batchnorm)
         batch = _batch_size(s2, n_train)
-        train = image_pipeline(
-            data,
+        train = pipelines.dataset(
             "train",
-            size,
             batch,
             training=True,
             augment=_augment(recipe, s2),
@@ -693,11 +801,13 @@ def _run(recipe, *, restart, log):
             f"stage 2 done: {record['seconds']:.1f} s, val_accuracy "
             f"{summary.logs.get('val_accuracy', float('nan')):.4f}"
         )
-    return _finish(run_, data, model, body, evaluation("test"), log)
+    test = pipelines.dataset("test", 64, ordered=True)
+    return _finish(run_, data, model, body, test, pipelines, plan, log)
 
 
-def _finish(run, data, model, body, test, log):
+def _finish(run, data, model, body, test, pipelines, plan, log):
     recipe = run.recipe
+    # `test` keeps its order: the labels and the predictions are of one order.
     labels = np.concatenate(list(test.map(lambda x, y: y).as_numpy_iterator()))
     probabilities = model.predict(test.map(lambda x, y: x), verbose=0)
     predictions = np.argmax(probabilities, axis=-1)
@@ -719,6 +829,9 @@ def _finish(run, data, model, body, test, log):
     tmp = run.dir / "model.tmp.keras"
     keras.Model(model.inputs[0], model.outputs[0], name=model.name).save(tmp)
     os.replace(tmp, run.dir / "model.keras")
+    skipped = pipelines.skipped()
+    if skipped:
+        log(f"data: {len(skipped)} unreadable files skipped (listed in report.json)")
     stages = {}
     for n in (1, 2):
         record = dict(run.stage(n))
@@ -731,7 +844,10 @@ def _finish(run, data, model, body, test, log):
             "uri": data.uri,
             "classes": data.class_names,
             "sizes": data.sizes,
-            "skipped_files": data.skipped,
+            "cache": plan.as_dict(),
+            "skipped_files": [
+                {"path": path, "reason": reason} for path, reason in skipped
+            ],
         },
         "parameters": int(model.count_params()),
         **stages,

@@ -306,17 +306,22 @@ def _common(recipe, directory):
     )
 
 
-def _features(recipe, data):
-    from kerazoo.data.pipeline import image_pipeline
-    from kerazoo.finetune.engine import body_features
+def _features(recipe, data, directory, log):
+    """The body's features of the training and validation splits, through
+    the same disk files as fine-tuning's stage 1 (`extract_features`): a
+    search started again, or a fine-tuning run given the same `data.cache_dir`,
+    reuses them."""
+    from kerazoo.data.pipeline import Pipelines
     from kerazoo.finetune.engine import build
+    from kerazoo.finetune.engine import extract_features
 
     parts = build(recipe, data.num_classes)
-    size = recipe.model.image_size
-    out = {
-        split: body_features(parts, image_pipeline(data, split, size, 64, cache=False))
-        for split in ("train", "validation")
-    }
+    pipelines = Pipelines(data, recipe.model.image_size, cache="none", log=log)
+    out = {}
+    for split in ("train", "validation"):
+        file = extract_features(parts, pipelines, split, directory, log=log)
+        out[split] = (file.array(), file.labels)
+        file.close()
     dim = out["train"][0].shape[-1]
     del parts
     clear_session()
@@ -427,7 +432,8 @@ def _search(recipe, log):
         data = load_recipe_data(recipe)
         log(f"data: {data.summary()}")
         start = time.perf_counter()
-        features, dim = _features(recipe, data)
+        cache = pathlib.Path(recipe.data.cache_dir or out / "cache")
+        features, dim = _features(recipe, data, cache, log)
         log(
             f"body features ({recipe.model.name}, {dim} per image) computed in "
             f"{time.perf_counter() - start:.1f} s"

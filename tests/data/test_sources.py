@@ -3,10 +3,11 @@
 import numpy as np
 import pytest
 import tensorflow as tf
+from image_files import write_folder
 from sklearn.datasets import load_digits
 
 from kerazoo.data import load_data
-from kerazoo.data.pipeline import batched
+from kerazoo.data.pipeline import feature_pipeline
 from kerazoo.data.pipeline import image_pipeline
 from kerazoo.recipes import Augment
 
@@ -18,8 +19,8 @@ def test_digits_splits_are_fixed_and_stratified():
     assert data.sizes == {"train": 1257, "validation": 270, "test": 270}
     again = load_data("digits")
     for split in data.splits:
-        a = np.stack([y for _, y in data.splits[split].as_numpy_iterator()])
-        b = np.stack([y for _, y in again.splits[split].as_numpy_iterator()])
+        a = data.splits[split].labels
+        b = again.splits[split].labels
         np.testing.assert_array_equal(a, b)
         # Stratified: each split has the classes in the dataset's proportions.
         shares = np.bincount(a) / len(a)
@@ -28,11 +29,10 @@ def test_digits_splits_are_fixed_and_stratified():
 
 def test_digits_shots_and_invert():
     data = load_data("digits?shots=3&invert=true", seed=1)
-    labels = [int(y) for _, y in data.splits["train"].as_numpy_iterator()]
-    assert np.bincount(labels).tolist() == [3] * 10
+    assert np.bincount(data.splits["train"].labels).tolist() == [3] * 10
     plain = load_data("digits?shots=3", seed=1)
-    x_inv = next(iter(data.splits["train"]))[0].numpy()
-    x = next(iter(plain.splits["train"]))[0].numpy()
+    x_inv = next(iter(data.dataset("train")))[0].numpy()
+    x = next(iter(plain.dataset("train")))[0].numpy()
     np.testing.assert_array_equal(x_inv, 255 - x)
     with pytest.raises(ValueError, match="has only"):
         load_data("digits?shots=500")
@@ -54,56 +54,38 @@ def test_pipeline_resizes_to_rgb_batches_and_augments():
     assert float(tf.reduce_min(images)) >= 0 and float(tf.reduce_max(images)) <= 255
 
 
-def test_same_seed_same_shuffle_order_for_two_datasets():
-    n = 50
-    a = batched(
-        tf.data.Dataset.from_tensor_slices(np.arange(n)), n, 7, training=True, seed=3
-    )
-    b = batched(
-        tf.data.Dataset.from_tensor_slices(np.arange(n) * 10.0),
-        n,
-        7,
-        training=True,
-        seed=3,
+def test_feature_pipeline_shuffles_as_the_image_pipeline_does():
+    """The head trained on cached features sees the images' order."""
+    data = load_data("digits?shots=5")
+    images = image_pipeline(data, "train", (8, 8), 7, training=True, seed=3)
+    labels = data.splits["train"].labels
+    features = feature_pipeline(
+        np.arange(50.0)[:, None], labels, 7, training=True, seed=3
     )
     for _ in range(2):  # every epoch, reshuffled the same way
-        xa = np.concatenate(list(a.as_numpy_iterator()))
-        xb = np.concatenate(list(b.as_numpy_iterator()))
-        np.testing.assert_array_equal(xa * 10.0, xb)
-        assert not np.array_equal(xa, np.arange(n))
+        ya = np.concatenate([y for _, y in images.as_numpy_iterator()])
+        xb, yb = zip(*features.as_numpy_iterator(), strict=True)
+        np.testing.assert_array_equal(ya, np.concatenate(yb))
+        order = np.concatenate(xb)[:, 0].astype(int)
+        np.testing.assert_array_equal(labels[order], ya)
+        assert not np.array_equal(order, np.arange(50))
 
 
-def _write_folder(root, counts, broken=()):
-    from PIL import Image
-
-    rng = np.random.default_rng(0)
-    for name, count in counts.items():
-        (root / name).mkdir(parents=True)
-        for i in range(count):
-            pixels = rng.integers(0, 255, (12 + i % 3, 10, 3), dtype=np.uint8)
-            suffix = "png" if i % 2 else "jpg"
-            Image.fromarray(pixels).save(root / name / f"{i}.{suffix}")
-    for path in broken:
-        (root / path).write_bytes(b"not an image at all")
-
-
-def test_folder_source_splits_and_skips_unreadable(tmp_path):
-    _write_folder(
-        tmp_path, {"cat": 10, "dog": 10}, broken=["cat/bad.jpg", "dog/empty.png"]
-    )
+def test_folder_source_splits_per_class(tmp_path):
+    write_folder(tmp_path, {"cat": 10, "dog": 10})
     data = load_data(f"folder:{tmp_path}?validation=0.2&test=0.2", seed=0)
     assert data.class_names == ["cat", "dog"]
     assert data.sizes == {"train": 12, "validation": 4, "test": 4}
-    assert sorted(p.split("/")[-1] for p in data.skipped) == ["bad.jpg", "empty.png"]
+    assert data.counts["train"] == [6, 6]
     images, labels = next(iter(image_pipeline(data, "train", (16, 16), 12)))
     assert images.shape == (12, 16, 16, 3)
     assert sorted(labels.numpy().tolist()) == [0] * 6 + [1] * 6
-    assert "2 unreadable files skipped" in data.summary()
 
 
 def test_folder_source_empty_class_is_an_error(tmp_path):
-    _write_folder(tmp_path, {"cat": 6, "dog": 0}, broken=["dog/x.png"])
-    with pytest.raises(ValueError, match="class 'dog'.*no readable"):
+    write_folder(tmp_path, {"cat": 6, "dog": 0})
+    (tmp_path / "dog" / "notes.txt").write_text("no image here")
+    with pytest.raises(ValueError, match="class 'dog'.*no image file"):
         load_data(f"folder:{tmp_path}")
     with pytest.raises(FileNotFoundError, match="no folder"):
         load_data(f"folder:{tmp_path / 'missing'}")
