@@ -40,6 +40,12 @@ INITIALIZERS = (
 )
 
 
+def monitor_mode(monitor):
+    """`"min"` for a loss (`loss`, `val_loss`), `"max"` for any other metric:
+    the one place that decides which way a monitored value improves."""
+    return "min" if "loss" in monitor else "max"
+
+
 class RecipeError(ValueError):
     """A recipe that cannot run; the message names the key path."""
 
@@ -382,6 +388,12 @@ class Recipe(_Strict):
         )
     )
     output_dir: str = "runs/run"
+    restore_best: bool = Field(
+        True,
+        description="End each stage with the weights of its epoch of best "
+        "val_accuracy (named in the report), so that model.keras and the export "
+        "are the best epoch's; false keeps the last epoch's.",
+    )
     tensorboard: bool = False
     export: Export | None = None
     search: Search | None = None

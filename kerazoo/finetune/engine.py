@@ -10,6 +10,8 @@ Every stage epoch is backed up (`EpochBackup`): a killed run, rerun with the
 same command, resumes from its last completed epoch in the right stage.
 """
 
+import dataclasses
+import hashlib
 import json
 import math
 import os
@@ -17,14 +19,30 @@ import pathlib
 import shutil
 import sys
 import time
+import typing
 import warnings
 
 import keras
 import numpy as np
+import tensorflow as tf
+import yaml
 
+import kerazoo.export.folding as folding
 import kerazoo.finetune.freezing as freezing
 import kerazoo.finetune.report as reporting
+from kerazoo import initializers
+from kerazoo import optimizers
 from kerazoo._files import replace_text
+from kerazoo.data import load_data
+from kerazoo.data.cache import plan_cache
+from kerazoo.data.features import FeatureFile
+from kerazoo.data.pipeline import Pipelines
+from kerazoo.data.pipeline import feature_pipeline
+from kerazoo.export import export_source
+from kerazoo.models import create_model
+from kerazoo.optimizers import batch_size_for
+from kerazoo.optimizers import schedules
+from kerazoo.recipes import monitor_mode
 
 STATE = "state.json"
 
@@ -65,7 +83,6 @@ class _Run:
                     "another output_dir"
                 )
             self.state = saved
-        import yaml
 
         (self.dir / "recipe.yaml").write_text(
             yaml.safe_dump(recipe.to_dict(), sort_keys=False)
@@ -84,29 +101,30 @@ class _Run:
 
 
 class _BestWeights(keras.callbacks.Callback):
-    """Saves the whole model's weights when the monitored metric improves."""
+    """Saves the whole model's weights (by rename) when the monitored metric
+    improves, and remembers which epoch that was. Keras's `ModelCheckpoint`
+    writes the file in place, so a kill mid-write loses the best weights."""
 
     def __init__(self, model, path, monitor="val_accuracy", history=()):
         super().__init__()
         self.target = model
-        self.path = str(path)
+        self.path = pathlib.Path(path)
         self.monitor = monitor
+        self.sign = -1.0 if monitor_mode(monitor) == "min" else 1.0
         # A resumed stage starts from the best of the epochs it already ran.
-        self.best = max(
-            (self._score(r[monitor]) for r in history if monitor in r),
-            default=-math.inf,
-        )
-
-    def _score(self, value):
-        return -value if "loss" in self.monitor else value
+        self.best, self.best_epoch = -math.inf, None
+        for row in history:
+            if monitor in row and self.sign * row[monitor] > self.best:
+                # CSVLogger counts epochs from 0.
+                self.best = self.sign * row[monitor]
+                self.best_epoch = row["epoch"] + 1
 
     def on_epoch_end(self, epoch, logs=None):
         value = (logs or {}).get(self.monitor)
         if value is None:
             return
-        value = self._score(value)
-        if value > self.best:
-            self.best = value
+        if self.sign * value > self.best:
+            self.best, self.best_epoch = self.sign * value, epoch + 1
             _save_weights_by_rename(self.target, self.path)
 
 
@@ -213,7 +231,6 @@ class _StageSummary(keras.callbacks.Callback):
 
 
 def _strategy(distribution):
-    import tensorflow as tf
 
     if distribution == "mirrored":
         return tf.distribute.MirroredStrategy()
@@ -229,8 +246,6 @@ def build(recipe, num_classes):
         `features` (images -> pooled body features, inference mode), `head`
         (features -> probabilities), `body`, and `spec` (the recipe's model section).
     """
-    from kerazoo import initializers
-    from kerazoo.models import create_model
 
     spec = recipe.model
     height, width = spec.image_size
@@ -277,8 +292,6 @@ def build(recipe, num_classes):
 
 
 def _optimizer(stage, steps_per_epoch, multipliers=None):
-    from kerazoo import optimizers
-    from kerazoo.optimizers import schedules
 
     config = stage.optimizer.as_dict()
     lr = config.pop("learning_rate")
@@ -309,38 +322,40 @@ def _optimizer(stage, steps_per_epoch, multipliers=None):
 
 
 def _callbacks(run, stage_number, stage, target, summary):
+    """The stage's callbacks, and the one that keeps its best weights."""
     recipe = run.recipe
     backup = run.dir / "backup" / f"stage{stage_number}"
     history = run.dir / f"history_stage{stage_number}.csv"
     (run.dir / "checkpoints").mkdir(exist_ok=True)
+    best = _BestWeights(
+        target,
+        run.dir / "checkpoints" / f"best_stage{stage_number}.weights.h5",
+        history=reporting.read_stage_history(history, stage_number),
+    )
     callbacks = [
         keras.callbacks.TerminateOnNaN(raise_error=True),
         EpochBackup(backup),
         keras.callbacks.CSVLogger(str(history), append=True),
-        _BestWeights(
-            target,
-            run.dir / "checkpoints" / f"best_stage{stage_number}.weights.h5",
-            history=reporting.read_stage_history(history, stage_number),
-        ),
+        best,
         summary,
     ]
     if stage.early_stopping:
+        monitor = stage.early_stopping.monitor
         callbacks.append(
             keras.callbacks.EarlyStopping(
-                monitor=stage.early_stopping.monitor,
+                monitor=monitor,
                 patience=stage.early_stopping.patience,
-                mode="min" if "loss" in stage.early_stopping.monitor else "max",
+                mode=monitor_mode(monitor),
             )
         )
     if recipe.tensorboard:
         callbacks.append(
             keras.callbacks.TensorBoard(str(run.dir / "logs" / f"stage{stage_number}"))
         )
-    return callbacks
+    return callbacks, best
 
 
 def _batch_size(stage, n):
-    from kerazoo.optimizers import batch_size_for
 
     return batch_size_for(stage.batching, n, stage.batch_size)
 
@@ -360,19 +375,15 @@ def _fit(run, n, model, train, validation, stage, callbacks, log):
         )
     start = time.perf_counter()
     try:
-        with warnings.catch_warnings():
-            # Image pipelines drop broken files as they find them, so their
-            # length is unknown until an epoch ends; Keras warns when it does.
-            warnings.filterwarnings("ignore", message="Your input ran out of data")
-            model.fit(
-                train,
-                validation_data=validation,
-                epochs=stage.epochs,
-                initial_epoch=epoch,
-                callbacks=callbacks,
-                verbose=_verbose(),
-                shuffle=False,  # the pipeline shuffles, seeded
-            )
+        model.fit(
+            train,
+            validation_data=validation,
+            epochs=stage.epochs,
+            initial_epoch=epoch,
+            callbacks=callbacks,
+            verbose=_verbose(),
+            shuffle=False,  # the pipeline shuffles, seeded
+        )
     except RuntimeError as error:
         if "NaN or Inf loss" not in str(error):
             raise
@@ -390,7 +401,6 @@ def _fit(run, n, model, train, validation, stage, callbacks, log):
 
 def load_recipe_data(recipe):
     """The `ImageData` a recipe's `data` section names."""
-    from kerazoo.data import load_data
 
     return load_data(
         recipe.data.uri,
@@ -410,11 +420,10 @@ def _folded_features(parts):
     """The features model with its batch norms folded, or the model itself
     when folding fails (a custom layer that cannot be copied): folding only
     saves time, and the reason is kept in `parts["_folding"]`."""
-    from kerazoo.export.folding import fold_batch_norms
 
     model = parts["features"]
     try:
-        folded, report = fold_batch_norms(model)
+        folded, report = folding.fold_batch_norms(model)
     except Exception as error:  # a copy that fails costs only time
         parts["_folding"] = f"not folded ({type(error).__name__}: {error})"
         return model
@@ -427,7 +436,6 @@ def _folded_features(parts):
 
 def _extractor(parts, fold=True):
     """`images -> features` (numpy) for `body_features`, made once per `parts`."""
-    import tensorflow as tf
 
     extract = parts.get("_extract")
     if extract is not None:
@@ -487,7 +495,6 @@ def features_key(parts, split_key):
     from, its preprocessing, every weight of the features model (shapes and
     values, not names, which depend on what else the process built) and the
     split's images."""
-    import hashlib
 
     digest = hashlib.sha256()
     model = parts["features"]
@@ -517,7 +524,6 @@ def extract_features(
     Returns:
         The `FeatureFile`.
     """
-    from kerazoo.data.features import FeatureFile
 
     source = pipelines.data.splits[split]
     key = features_key(parts, source.key())
@@ -559,7 +565,6 @@ def precision_policy(precision):
     GPU of compute capability 7.0 or more, else float32)."""
     if precision != "auto":
         return precision
-    import tensorflow as tf
 
     for gpu in tf.config.list_physical_devices("GPU"):
         capability = tf.config.experimental.get_device_details(gpu).get(
@@ -588,20 +593,21 @@ def run(recipe, *, restart=False, log=print):
     previous = keras.config.dtype_policy()
     keras.config.set_dtype_policy(policy)
     try:
-        if policy != "float32":
-            log(
-                f"precision: {policy} (variables in float32, the classifier's "
-                "output in float32)"
-            )
-        return _run(recipe, restart=restart, log=log)
+        with warnings.catch_warnings():
+            # Image pipelines drop broken files as they find them, so their length
+            # is unknown until a pass ends; Keras warns at the end of every such pass.
+            warnings.filterwarnings("ignore", message="Your input ran out of data")
+            if policy != "float32":
+                log(
+                    f"precision: {policy} (variables in float32, the classifier's "
+                    "output in float32)"
+                )
+            return _run(recipe, restart=restart, log=log)
     finally:
         keras.config.set_dtype_policy(previous)
 
 
 def _run(recipe, *, restart, log):
-    from kerazoo.data.cache import plan_cache
-    from kerazoo.data.pipeline import Pipelines
-
     run_ = _Run(recipe, restart=restart)
     if run_.finished:
         report = json.loads((run_.dir / "report.json").read_text())
@@ -634,9 +640,208 @@ def _run(recipe, *, restart, log):
         pipelines.close()
 
 
-def _stages(run_, recipe, data, pipelines, plan, cache_dir, log):
-    from kerazoo.data.pipeline import feature_pipeline
+@dataclasses.dataclass
+class Stage:
+    """One stage of a run: what it trains and on what. `_stages` runs each the
+    same way (compile with a fresh optimizer, fit with the stage's callbacks,
+    restore its best epoch, save, record).
 
+    Attributes:
+        number: 1 or 2.
+        spec: The recipe's `stage1` / `stage2` section.
+        target: The model `fit` trains (the head on features, the model with a
+            frozen body, or the whole model).
+        prepare: Freezes / unfreezes the body; returns what the log says of it.
+        train, validation: Callables giving the datasets (made once the body is
+            prepared, so a reused stage builds nothing).
+        optimizer: Callable giving the stage's fresh optimizer.
+        test: Callable giving the test dataset evaluated when the stage ends, or
+            None.
+        record: Extra facts for the report (filled by `prepare`).
+    """
+
+    number: int
+    spec: object
+    target: keras.Model
+    prepare: typing.Callable[[], str]
+    train: typing.Callable
+    validation: typing.Callable
+    optimizer: typing.Callable
+    test: typing.Callable | None = None
+    record: dict = dataclasses.field(default_factory=dict)
+
+
+def _stage1(ctx):
+    recipe, parts, pipelines = ctx.recipe, ctx.parts, ctx.pipelines
+    spec = recipe.stage1
+    batch = _batch_size(spec, ctx.n_train)
+    augment = _augment(recipe, spec)
+    cached = spec.cache_features and augment is None and ctx.nan_batch(1) is None
+    stage = Stage(
+        1, spec, parts["head"] if cached else parts["frozen"], None, None, None, None
+    )
+    files = {}
+
+    def prepare():
+        freezing.freeze(parts["body"])
+        stage.record["cached_features"] = cached
+        if cached:
+            start = time.perf_counter()
+            for split in ("train", "validation", "test"):
+                files[split] = extract_features(
+                    parts, pipelines, split, ctx.cache_dir, log=ctx.log
+                )
+            stage.record["feature_seconds"] = time.perf_counter() - start
+            stage.record["feature_folding"] = parts.get(
+                "_folding", "reused from the cache"
+            )
+            ctx.log(
+                f"stage 1: body features of "
+                f"{sum(f.rows for f in files.values()):,} images in "
+                f"{stage.record['feature_seconds']:.1f} s "
+                f"({stage.record['feature_folding']}), kept in {ctx.cache_dir}"
+            )
+        return (
+            f"stage 1: frozen body, training the head for {spec.epochs} epochs "
+            f"(batch {batch}, {spec.optimizer.name} lr "
+            f"{spec.optimizer.learning_rate:g}"
+            f"{', on cached features' if cached else ''})"
+        )
+
+    def dataset(split, batch_size, training=False):
+        if cached:
+            file = files[split]
+            return feature_pipeline(
+                file, file.labels, batch_size, training=training, seed=recipe.seed
+            )
+        if training:
+            return pipelines.dataset(
+                "train",
+                batch_size,
+                training=True,
+                augment=augment,
+                seed=recipe.seed,
+                nan_batch=ctx.nan_batch(1),
+            )
+        return pipelines.dataset(split, 64)
+
+    stage.prepare = prepare
+    stage.train = lambda: dataset("train", batch, training=True)
+    stage.validation = lambda: dataset("validation", 256)
+    stage.test = lambda: dataset("test", 256)
+    stage.optimizer = lambda: _optimizer(spec, math.ceil(ctx.n_train / batch))
+    return stage
+
+
+def _stage2(ctx):
+    recipe, parts = ctx.recipe, ctx.parts
+    spec = recipe.stage2
+    batch = _batch_size(spec, ctx.n_train)
+    multipliers = (
+        {"body/": spec.body_lr_multiplier} if spec.body_lr_multiplier != 1 else None
+    )
+    stage = Stage(2, spec, parts["model"], None, None, None, None)
+
+    def prepare():
+        trainable = freezing.unfreeze(parts["body"], spec.unfreeze, recipe.batchnorm)
+        stage.record["trainable_body_weights"] = len(trainable)
+        return (
+            f"stage 2: {len(trainable)} body weights unfrozen ({spec.unfreeze}), "
+            f"batch norm {recipe.batchnorm}, {spec.epochs} epochs (batch {batch}, "
+            f"{spec.optimizer.name} lr {spec.optimizer.learning_rate:g}, body x"
+            f"{spec.body_lr_multiplier:g})"
+        )
+
+    stage.prepare = prepare
+    stage.train = lambda: ctx.pipelines.dataset(
+        "train",
+        batch,
+        training=True,
+        augment=_augment(recipe, spec),
+        seed=recipe.seed + 1,
+        nan_batch=ctx.nan_batch(2),
+    )
+    stage.validation = lambda: ctx.pipelines.dataset("validation", 64)
+    stage.optimizer = lambda: _optimizer(
+        spec, math.ceil(ctx.n_train / batch), multipliers
+    )
+    return stage
+
+
+@dataclasses.dataclass
+class _Context:
+    recipe: object
+    run: _Run
+    parts: dict
+    pipelines: object
+    cache_dir: pathlib.Path
+    n_train: int
+    log: typing.Callable
+
+    def nan_batch(self, n):
+        debug = self.recipe.debug.nan_batch
+        return debug[1] if debug and debug[0] == n else None
+
+
+def _run_stage(ctx, stage, strategy):
+    """Runs (or reloads) one stage; the whole model holds its result after."""
+    run_, model, log = ctx.run, ctx.parts["model"], ctx.log
+    n, spec = stage.number, stage.spec
+    record = run_.stage(n)
+    weights = run_.dir / f"stage{n}.weights.h5"
+    if record["done"]:
+        model.load_weights(weights)
+        log(
+            f"stage {n}: done earlier ({record.get('summary', '')}); loading its "
+            "weights"
+        )
+        return
+    if not spec.epochs:
+        record.update(done=True, summary="skipped (0 epochs)")
+        model.save_weights(weights)
+        run_.save()
+        return
+    describe = stage.prepare()
+    record.update(stage.record)
+    train, validation = stage.train(), stage.validation()
+    with strategy.scope():
+        stage.target.compile(
+            optimizer=stage.optimizer(),
+            loss="sparse_categorical_crossentropy",
+            metrics=["accuracy"],
+        )
+    log(describe)
+    summary = _StageSummary()
+    callbacks, best = _callbacks(run_, n, spec, model, summary)
+    _fit(run_, n, stage.target, train, validation, spec, callbacks, log)
+    last = summary.logs.get("val_accuracy", float("nan"))
+    record["last_epoch"] = summary.epochs
+    record["best_epoch"] = best.best_epoch
+    if ctx.recipe.restore_best and best.best_epoch is not None:
+        if best.best_epoch != summary.epochs:
+            model.load_weights(best.path)
+            log(
+                f"stage {n}: restoring epoch {best.best_epoch} (best "
+                f"{best.monitor} {best.sign * best.best:.4f}; the last epoch had "
+                f"{last:.4f})"
+            )
+        record["restored_epoch"] = best.best_epoch
+        record["val_accuracy"] = best.sign * best.best
+    else:
+        record["val_accuracy"] = last
+    summary_text = f"val_accuracy {record['val_accuracy']:.4f}"
+    if stage.test is not None:
+        record["test_loss"], record["test_accuracy"] = (
+            float(v) for v in stage.target.evaluate(stage.test(), verbose=0)
+        )
+        summary_text += f", test accuracy {record['test_accuracy']:.4f}"
+    model.save_weights(weights)
+    record.update(done=True, summary=summary_text)
+    run_.save()
+    log(f"stage {n} done: {record['seconds']:.1f} s, {summary_text}")
+
+
+def _stages(run_, recipe, data, pipelines, plan, cache_dir, log):
     size = recipe.model.image_size
     strategy = _strategy(recipe.distribution)
     if recipe.distribution != "none":
@@ -646,163 +851,28 @@ def _stages(run_, recipe, data, pipelines, plan, cache_dir, log):
         )
     with strategy.scope():
         parts = build(recipe, data.num_classes)
-    model, body = parts["model"], parts["body"]
+    model = parts["model"]
     log(
         f"model: {recipe.model.name} ({recipe.model.weights or 'random'} weights), "
         f"input {size[0]}x{size[1]}, {model.count_params():,} parameters, "
         f"{data.num_classes} classes"
     )
-    n_train = data.sizes["train"]
-
-    def nan_batch(n):
-        debug = recipe.debug.nan_batch
-        return debug[1] if debug and debug[0] == n else None
-
-    def evaluation(split):
-        return pipelines.dataset(split, 64)
-
-    loss = "sparse_categorical_crossentropy"
-
-    # Stage 1: frozen body, new head.
-    s1, record = recipe.stage1, run_.stage(1)
-    weights1 = run_.dir / "stage1.weights.h5"
-    if record["done"]:
-        model.load_weights(weights1)
-        log(f"stage 1: done earlier ({record['summary']}); loading its weights")
-    elif not s1.epochs:
-        record.update(done=True, summary="skipped (0 epochs)")
-        model.save_weights(weights1)
-        run_.save()
-    else:
-        freezing.freeze(body)
-        batch = _batch_size(s1, n_train)
-        augment = _augment(recipe, s1)
-        cached = s1.cache_features and augment is None and nan_batch(1) is None
-        record["cached_features"] = cached
-        if cached:
-            start = time.perf_counter()
-            feats = {
-                split: extract_features(parts, pipelines, split, cache_dir, log=log)
-                for split in ("train", "validation", "test")
-            }
-            record["feature_seconds"] = time.perf_counter() - start
-            record["feature_folding"] = parts.get("_folding", "reused from the cache")
-            log(
-                f"stage 1: body features of {sum(f.rows for f in feats.values()):,} "
-                f"images in {record['feature_seconds']:.1f} s "
-                f"({record['feature_folding']}), kept in {cache_dir}"
-            )
-
-            def features(split, batch_size, training=False):
-                file = feats[split]
-                return feature_pipeline(
-                    file, file.labels, batch_size, training=training, seed=recipe.seed
-                )
-
-            train = features("train", batch, training=True)
-            validation = features("validation", 256)
-            test = features("test", 256)
-            target = parts["head"]
-        else:
-            train = pipelines.dataset(
-                "train",
-                batch,
-                training=True,
-                augment=augment,
-                seed=recipe.seed,
-                nan_batch=nan_batch(1),
-            )
-            validation, test = evaluation("validation"), evaluation("test")
-            target = parts["frozen"]
-        steps = math.ceil(n_train / batch)
-        with strategy.scope():
-            target.compile(
-                optimizer=_optimizer(s1, steps), loss=loss, metrics=["accuracy"]
-            )
-        summary = _StageSummary()
-        log(
-            f"stage 1: frozen body, training the head for {s1.epochs} epochs "
-            f"(batch {batch}, {s1.optimizer.name} lr {s1.optimizer.learning_rate:g}"
-            f"{', on cached features' if cached else ''})"
-        )
-        _fit(
-            run_,
-            1,
-            target,
-            train,
-            validation,
-            s1,
-            _callbacks(run_, 1, s1, model, summary),
-            log,
-        )
-        record["test_loss"], record["test_accuracy"] = (
-            float(v) for v in target.evaluate(test, verbose=0)
-        )
-        model.save_weights(weights1)
-        record["done"] = True
-        record["summary"] = (
-            f"val_accuracy {summary.logs.get('val_accuracy', float('nan')):.4f}, "
-            f"test accuracy {record['test_accuracy']:.4f}"
-        )
-        run_.save()
-        log(
-            f"stage 1 done: {record['seconds']:.1f} s, {record['summary']}",
-        )
-
-    # Stage 2: unfreeze, fresh optimizer, lower learning rate.
-    s2, record = recipe.stage2, run_.stage(2)
-    weights2 = run_.dir / "stage2.weights.h5"
-    if s2.epochs and record["done"]:
-        # Killed after stage 2 but before the report: its weights are kept.
-        model.load_weights(weights2)
-        log("stage 2: done earlier; loading its weights")
-    elif s2.epochs:
-        trainable = freezing.unfreeze(body, s2.unfreeze, recipe.batchnorm)
-        batch = _batch_size(s2, n_train)
-        train = pipelines.dataset(
-            "train",
-            batch,
-            training=True,
-            augment=_augment(recipe, s2),
-            seed=recipe.seed + 1,
-            nan_batch=nan_batch(2),
-        )
-        multipliers = (
-            {"body/": s2.body_lr_multiplier} if s2.body_lr_multiplier != 1 else None
-        )
-        with strategy.scope():
-            model.compile(
-                optimizer=_optimizer(s2, math.ceil(n_train / batch), multipliers),
-                loss=loss,
-                metrics=["accuracy"],
-            )
-        record["trainable_body_weights"] = len(trainable)
-        log(
-            f"stage 2: {len(trainable)} body weights unfrozen ({s2.unfreeze}), "
-            f"batch norm {recipe.batchnorm}, {s2.epochs} epochs (batch {batch}, "
-            f"{s2.optimizer.name} lr {s2.optimizer.learning_rate:g}, body x"
-            f"{s2.body_lr_multiplier:g})"
-        )
-        summary = _StageSummary()
-        _fit(
-            run_,
-            2,
-            model,
-            train,
-            evaluation("validation"),
-            s2,
-            _callbacks(run_, 2, s2, model, summary),
-            log,
-        )
-        model.save_weights(weights2)
-        record["done"] = True
-        run_.save()
-        log(
-            f"stage 2 done: {record['seconds']:.1f} s, val_accuracy "
-            f"{summary.logs.get('val_accuracy', float('nan')):.4f}"
-        )
+    ctx = _Context(recipe, run_, parts, pipelines, cache_dir, data.sizes["train"], log)
+    for stage in (_stage1(ctx), _stage2(ctx)):
+        _run_stage(ctx, stage, strategy)
     test = pipelines.dataset("test", 64, ordered=True)
-    return _finish(run_, data, model, body, test, pipelines, plan, log)
+    return _finish(run_, data, model, parts["body"], test, pipelines, plan, log)
+
+
+def _final_weights(stages):
+    """Which epoch the final model's weights are from, in words."""
+    for name in ("stage2", "stage1"):
+        record = stages[name]
+        if record.get("last_epoch"):
+            epoch = record.get("restored_epoch") or record["last_epoch"]
+            why = "best val_accuracy" if "restored_epoch" in record else "last"
+            return f"{name} epoch {epoch} of {record['last_epoch']} ({why})"
+    return "initial weights (no stage trained)"
 
 
 def _finish(run, data, model, body, test, pipelines, plan, log):
@@ -855,14 +925,13 @@ def _finish(run, data, model, body, test, pipelines, plan, log):
             s["seconds"] + s.get("feature_seconds", 0) for s in stages.values()
         ),
         "test_accuracy": accuracy,
+        "final_weights": _final_weights(stages),
         "test_images": len(labels),
         "confusion": matrix.tolist(),
     }
     (run.dir / "report.json").write_text(json.dumps(report, indent=2))
     shutil.rmtree(run.dir / "backup", ignore_errors=True)
     if recipe.export is not None:
-        from kerazoo.export import export_source
-
         target = export_source(
             run.dir,
             recipe.export.name,

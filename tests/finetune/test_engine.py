@@ -183,7 +183,11 @@ def test_full_run_writes_report_figures_and_model(tmp_path):
     lines.clear()
     keras.utils.clear_session()
     again = run(r, log=lines.append)
-    assert "stage 2: done earlier; loading its weights" in lines
+    assert any(
+        line.startswith("stage 2: done earlier (val_accuracy")
+        and line.endswith("loading its weights")
+        for line in lines
+    ), lines
     assert again["test_accuracy"] == report["test_accuracy"]
     # Another recipe may not reuse the directory.
     with pytest.raises(FinetuneError, match="different recipe"):
@@ -362,3 +366,41 @@ def test_mixed_precision_run_and_auto_on_a_cpu(tmp_path):
 
     if not tf.config.list_physical_devices("GPU"):
         assert precision_policy("auto") == "float32"
+
+
+def test_restore_best_ends_the_stage_with_its_best_epoch(tmp_path):
+    """The final model is the best epoch's, named in the report; with
+    restore_best false it is the last epoch's."""
+    kernels = {}
+    for restore in (True, False):
+        keras.utils.clear_session()
+        out = tmp_path / str(restore)
+        r = recipe(out, "stage2.epochs=0", f"restore_best={str(restore).lower()}")
+        report = run(r, log=lambda line: None)
+        rows = report["stage1"]
+        history = np.genfromtxt(
+            out / "run" / "history_stage1.csv", delimiter=",", names=True
+        )
+        best = int(np.argmax(history["val_accuracy"])) + 1
+        assert best != len(history), "the tiny recipe's best epoch is not its last"
+        saved = keras.saving.load_model(out / "run" / "model.keras")
+        kernels[restore] = saved.get_layer("predictions").get_weights()[0]
+        if restore:
+            assert rows["restored_epoch"] == best == rows["best_epoch"]
+            assert rows["val_accuracy"] == pytest.approx(history["val_accuracy"].max())
+            assert (
+                report["final_weights"]
+                == f"stage1 epoch {best} of 2 (best val_accuracy)"
+            )
+            parts = reference_parts(r)
+            parts["model"].load_weights(
+                out / "run" / "checkpoints" / "best_stage1.weights.h5"
+            )
+            np.testing.assert_array_equal(
+                kernels[restore],
+                parts["model"].get_layer("predictions").get_weights()[0],
+            )
+        else:
+            assert "restored_epoch" not in rows
+            assert report["final_weights"] == "stage1 epoch 2 of 2 (last)"
+    assert not np.array_equal(kernels[True], kernels[False])
