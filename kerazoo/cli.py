@@ -368,9 +368,17 @@ def _cmd_tune(args):
 
 def _cmd_experiment(args):
     from kerazoo.experiments import ExperimentError
+    from kerazoo.experiments import recipe_text
     from kerazoo.experiments import run_experiment
     from kerazoo.experiments._common import parse_set
 
+    if args.show:
+        try:
+            print(recipe_text(args.name), end="")
+        except ExperimentError as error:
+            print(f"kerazoo experiment: error: {error}", file=sys.stderr)
+            return 2
+        return 0
     print(
         f"kerazoo {kerazoo.__version__} experiment (backend {_backend()})", flush=True
     )
@@ -663,9 +671,9 @@ def build_parser():
         "experiment",
         help="run one of the lecture's claims and see whether it holds",
         description=(
-            "Runs an experiment (settings in recipes/experiments/NAME.yaml), "
-            "writes its figures and numbers, and prints a verdict per claim. "
-            "Experiments: "
+            "Runs an experiment (its settings: a YAML recipe that ships with "
+            "kerazoo; --show prints it, to copy and edit), writes its figures "
+            "and numbers, and prints a verdict per claim. Experiments: "
             + "; ".join(f"{name}: {text}" for name, text in EXPERIMENTS.items())
         ),
     )
@@ -678,6 +686,12 @@ def build_parser():
         action="append",
         metavar="KEY=VALUE",
         help="override a setting, e.g. --set epochs=5 or --set output_dir=DIR",
+    )
+    p.add_argument(
+        "--show",
+        action="store_true",
+        help="print the experiment's recipe (YAML) and exit: a copy to edit "
+        "and run with `kerazoo experiment COPY.yaml`",
     )
     p.set_defaults(func=_cmd_experiment)
 

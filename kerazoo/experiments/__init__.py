@@ -4,10 +4,12 @@ shows it and a verdict computed from this run's numbers.
     kerazoo experiment optimizers --quick
     kerazoo experiment degradation --set output_dir=runs/deg --set epochs=20
 
-Each experiment's settings are a YAML recipe under `recipes/experiments/`
-(`settings:`, and a `quick:` section that shrinks them to a few minutes on a
-2-core CPU). A run writes its figures (PNG), its numbers (`results.json`, and
-CSV tables) and prints one verdict per claim: held or not, and by how much.
+Each experiment's settings are a YAML recipe that ships with the package,
+`kerazoo/experiments/configs/NAME.yaml` (`settings:`, and a `quick:` section that
+shrinks them to a few minutes on a 2-core CPU); `kerazoo experiment NAME --show`
+prints it, to copy and edit, and `kerazoo experiment COPY.yaml` runs the copy.
+A run writes its figures (PNG), its numbers (`results.json`, and CSV tables)
+and prints one verdict per claim: held or not, and by how much.
 """
 
 import importlib
@@ -37,6 +39,7 @@ __all__ = [
     "ExperimentError",
     "Verdict",
     "load_experiment",
+    "recipe_text",
     "run_experiment",
 ]
 
@@ -47,13 +50,8 @@ def load_experiment(name_or_path, quick=False, overrides=None):
     (a dict; `output_dir` is one of them)."""
     import yaml
 
-    path = recipe_path(
-        name_or_path
-        if str(name_or_path).endswith((".yaml", ".yml"))
-        else _known(name_or_path)
-    )
-    with open(path) as f:
-        recipe = yaml.safe_load(f) or {}
+    path = _recipe_file(name_or_path)
+    recipe = yaml.safe_load(path.read_text()) or {}
     if not isinstance(recipe, dict):
         raise ExperimentError(
             f"{path}: a recipe is a mapping, got {type(recipe).__name__}"
@@ -76,6 +74,19 @@ def load_experiment(name_or_path, quick=False, overrides=None):
         output_dir += "-quick" if quick else ""
     settings = merge_settings(settings, overrides, "--set")
     return name, str(output_dir), settings
+
+
+def recipe_text(name_or_path):
+    """The YAML text of an experiment's recipe (by name: the package's)."""
+    return _recipe_file(name_or_path).read_text()
+
+
+def _recipe_file(name_or_path):
+    return recipe_path(
+        name_or_path
+        if str(name_or_path).endswith((".yaml", ".yml"))
+        else _known(name_or_path)
+    )
 
 
 def _known(name):

@@ -1,17 +1,21 @@
-"""What every experiment shares: its settings (a YAML recipe under
-`recipes/experiments/`, with a `quick:` section), its run directory, its numbers
-(JSON and CSV), its figures, and the verdicts computed from the numbers."""
+"""What every experiment shares: its settings (a YAML recipe shipped in the
+package, `kerazoo/experiments/configs/NAME.yaml`, with a `quick:` section), its
+run directory, its numbers (JSON and CSV), its figures, and the verdicts
+computed from the numbers."""
 
 import csv
 import dataclasses
 import difflib
 import json
 import time
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
 
-RECIPES = Path(__file__).resolve().parents[2] / "recipes" / "experiments"
+# The experiments' recipes, package data: found where the package is installed,
+# not in a source checkout.
+RECIPES = resources.files("kerazoo.experiments") / "configs"
 
 
 class ExperimentError(ValueError):
@@ -284,13 +288,15 @@ def ratio_text(a, b):
 
 
 def recipe_path(name_or_path):
+    """The recipe file of an experiment: a `.yaml` / `.yml` path as given, or
+    the package's recipe of the experiment named."""
     path = Path(name_or_path)
     if path.suffix in (".yaml", ".yml"):
         if not path.exists():
             raise ExperimentError(f"No experiment recipe at {path}")
         return path
     path = RECIPES / f"{name_or_path}.yaml"
-    if not path.exists():
+    if not path.is_file():
         raise ExperimentError(
             f"No recipe for experiment {name_or_path!r} at {path}; pass the path of "
             "its YAML file instead."

@@ -111,6 +111,17 @@ def test_cli_reports_a_bad_setting(capsys):
     assert "Did you mean 'epochs'" in capsys.readouterr().err
 
 
+def test_show_prints_the_packaged_recipe_to_edit_and_run(tmp_path, capsys):
+    assert main(["experiment", "optimizers", "--show"]) == 0
+    text = capsys.readouterr().out
+    assert text == (RECIPES / "optimizers.yaml").read_text()
+    copy = tmp_path / "mine.yaml"
+    copy.write_text(text.replace("  epochs: 20", "  epochs: 7"))
+    assert load_experiment(str(copy))[2]["epochs"] == 7
+    assert main(["experiment", "optimiser", "--show"]) == 2
+    assert "Did you mean 'optimizers'" in capsys.readouterr().err
+
+
 def _finite(value):
     if isinstance(value, dict):
         return all(_finite(v) for v in value.values())
