@@ -113,6 +113,51 @@ def test_kerazoo_has_no_import_cycles():
     )
 
 
+# kerazoo's layers, lowest first: a module imports only from its own package
+# and from packages of lower layers. (The weights code takes a built model, so
+# `pretrained` sits below `models`, whose `create_model(weights=...)` calls it.)
+LAYERS = [
+    [
+        "kerazoo",
+        "kerazoo.api",
+        "kerazoo._checks",
+        "kerazoo._compat",
+        "kerazoo._files",
+        "kerazoo._session",
+        "kerazoo._quiet",
+    ],
+    ["kerazoo.layers", "kerazoo.optimizers", "kerazoo.initializers"],
+    ["kerazoo.testing", "kerazoo.pretrained"],
+    ["kerazoo.models"],
+    ["kerazoo.data"],
+    ["kerazoo.recipes"],
+    ["kerazoo.export", "kerazoo.demo", "kerazoo.experiments"],
+    ["kerazoo.finetune"],
+    ["kerazoo.tuning"],
+    ["kerazoo.benchmarks", "kerazoo.bench"],
+    ["kerazoo.cli"],
+]
+
+
+def _package(module):
+    return ".".join(module.split(".")[:2])
+
+
+def test_kerazoo_imports_only_downward():
+    level = {name: i for i, names in enumerate(LAYERS) for name in names}
+    graph = import_graph(PACKAGE)
+    unplaced = sorted({_package(m) for m in graph} - set(level))
+    assert not unplaced, f"packages with no layer in LAYERS: {unplaced}"
+    upward = [
+        f"  {module} -> {target} (line {line})"
+        for module, targets in sorted(graph.items())
+        for target, line in sorted(targets.items())
+        if _package(target) != _package(module)
+        and level[_package(target)] >= level[_package(module)]
+    ]
+    assert not upward, "imports that are not downward:\n" + "\n".join(upward)
+
+
 def _write_package(root, files):
     for name, text in files.items():
         path = root / name
