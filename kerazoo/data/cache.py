@@ -252,6 +252,22 @@ class ImageStore:
         data = os.pread(self._fd, self.record, index * self.record)
         return np.frombuffer(data, np.uint8).reshape(self.shape), np.int32(status)
 
+    def get_many(self, index):
+        """`(pixels, status)` of the images `index` (a vector), as `get` gives
+        them one by one: one call for a batch of look-ups."""
+        index = np.asarray(index, np.int64)
+        status = self.status[index].astype(np.int32)
+        if not self.pixels:
+            status[status == split_lib.OK] = 0
+            return np.zeros((len(index), *self.shape), np.uint8), status
+        if self._memory is not None:
+            return self._memory[index], status
+        pixels = np.zeros((len(index), *self.shape), np.uint8)
+        for j in np.flatnonzero(status == split_lib.OK):
+            data = os.pread(self._fd, self.record, int(index[j]) * self.record)
+            pixels[j] = np.frombuffer(data, np.uint8).reshape(self.shape)
+        return pixels, status
+
     def attempt(self, index):
         """Marks image `index` as being decoded: if the decoder fails on it,
         the mark stays and names it."""

@@ -24,6 +24,7 @@ import kerazoo.data.split as split_lib
 from kerazoo.data.cache import ImageStore
 
 SHUFFLE_BUFFER = 1024
+LOOK_UP = 64  # cache look-ups per Python call
 
 
 def augmentation_layers(augment, seed=0):
@@ -216,29 +217,39 @@ class Pipelines:
                 )
             return status
 
-        def load(index):
+        def look_up(index):
             cached, status = tf.numpy_function(
-                store.get, [index], [tf.uint8, tf.int32], stateful=True
+                store.get_many, [index], [tf.uint8, tf.int32], stateful=True
             )
-            cached.set_shape(shape)
+            cached.set_shape((None, *shape))
+            status.set_shape((None,))
+            return index, cached, status
 
+        def load(index, cached, status):
             def read():
                 mark = tf.numpy_function(store.attempt, [index], tf.int32)
                 with tf.control_dependencies([mark]):
                     image, _, found = source.element(index)
                 image = resize_uint8(image, self.image_size)
                 found = tf.numpy_function(put, [index, image, found], tf.int32)
+                found.set_shape(())
                 return image, found
 
             image, status = tf.cond(tf.equal(status, 0), read, lambda: (cached, status))
-            status.set_shape(())
             return image, tf.gather(labels, index), status, index
 
-        dataset = indices.map(
-            load,
-            num_parallel_calls=tf.data.AUTOTUNE,
-            # A pass that records how far it got needs its order kept.
-            deterministic=self.deterministic or ordered or with_index,
+        # Cached images are looked up LOOK_UP at a time (one Python call, not one
+        # an image); those not cached yet are read and decoded one by one.
+        dataset = (
+            indices.batch(LOOK_UP)
+            .map(look_up)
+            .unbatch()
+            .map(
+                load,
+                num_parallel_calls=tf.data.AUTOTUNE,
+                # A pass that records how far it got needs its order kept.
+                deterministic=self.deterministic or ordered or with_index,
+            )
         )
         # A file whose bytes look whole but that the decoder fails on: dropped
         # here, named by the FAILED mark it keeps in the store.
