@@ -271,3 +271,57 @@ def test_zoo_benchmarks_time_kerazoo_as_the_same_network_as_keras(tmp_path):
     ours = flops(timing.zoo_model("resnet50", 64))
     theirs = flops(timing.zoo_model("resnet50", 64, "keras.applications"))
     assert abs(ours / theirs - 1) < 0.002
+
+
+def test_bench_data_scale_makes_its_folders_once(tmp_path):
+    bench = load_benchmark("bench_data_scale")
+    folder, made = bench.dataset_folder(tmp_path, 120, log=lambda line: None)
+    files = sorted(folder.rglob("*.jpg"))
+    assert len(files) == 120 and len({f.parent.name for f in files}) == 10
+    assert 8_000 < made["bytes"] / 120 < 25_000
+    # Complete (its marker says so): reused as it is.
+    mtime = files[0].stat().st_mtime_ns
+    assert bench.dataset_folder(tmp_path, 120, log=print) == (folder, made)
+    assert files[0].stat().st_mtime_ns == mtime
+    # Cut short (no marker): made again.
+    (folder / bench.MARKER).unlink()
+    files[0].unlink()
+    bench.dataset_folder(tmp_path, 120, log=lambda line: None)
+    assert len(list(folder.rglob("*.jpg"))) == 120
+
+
+def test_bench_data_scale_reports_each_size_and_cache_mode(tmp_path, capsys):
+    # Each row is a fresh process; resnet20 with random weights compiles
+    # quickly, one size keeps the test short.
+    bench = load_benchmark("bench_data_scale")
+    out = tmp_path / "out"
+    bench.main(
+        [
+            *("--quick", "--sizes", "60", "--modes", "disk", "none"),
+            *("--model", "resnet20", "--weights", "none"),
+            *("--cache-dir", str(tmp_path / "data"), "--out", str(out)),
+        ]
+    )
+    report = json.loads((out / "data_scale.json").read_text())
+    assert [(r["size"], r["cache"]) for r in report["rows"]] == [
+        (60, "disk"),
+        (60, "none"),
+    ]
+    for r in report["rows"]:
+        assert r["splits"] == {"train": 40, "validation": 10, "test": 10}
+        for key in (
+            "first_batch_s",
+            "pipeline_images_per_s",
+            "stage1_images_per_s",
+            "stage2_images_per_s",
+            "peak_rss_mib",
+        ):
+            assert r[key] > 0, key
+    assert report["machine"]["cores"] >= 1 and report["machine"]["tensorflow"]
+    # Per cache mode: peak RSS, time to first batch, pipeline vs training.
+    assert [g["cache"] for g in report["goals"]] == ["disk"] * 3 + ["none"] * 3
+    # The disk caches of the runs are removed; the JPEGs stay for the next run.
+    assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["60"]
+    assert (out / "data_scale.png").stat().st_size > 5000
+    printed = capsys.readouterr().out
+    assert "| images | cache |" in printed and "time to first batch" in printed
