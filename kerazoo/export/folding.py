@@ -26,6 +26,10 @@ import dataclasses
 import keras
 import numpy as np
 
+from kerazoo._compat import call_inputs
+from kerazoo._compat import consumer_count
+from kerazoo._compat import producer
+from kerazoo._compat import sublayers
 from kerazoo.layers import BatchNormalization
 from kerazoo.layers import swish
 
@@ -90,25 +94,25 @@ def _why_not(layer, norm):
 
 def _functional_pairs(model):
     """(layer, batch norm) pairs of a functional model's own graph."""
-    if not isinstance(model, keras.Model) or not hasattr(model, "_operations"):
+    if not isinstance(model, keras.Model) or not isinstance(model, keras.Function):
         return []
     outputs = {id(t) for t in keras.tree.flatten(model.outputs)}
     pairs = []
-    for layer in model._operations:
-        if not isinstance(layer, BatchNormalization) or len(layer._inbound_nodes) != 1:
+    for layer in model.operations:
+        if not isinstance(layer, BatchNormalization):
             continue
-        (node,) = layer._inbound_nodes
-        if len(node.input_tensors) != 1:
+        calls = call_inputs(layer)
+        if len(calls) != 1 or len(calls[0]) != 1:
             continue
-        (tensor,) = node.input_tensors
-        producer = tensor._keras_history[0]
+        (tensor,) = calls[0]
+        source = producer(tensor)
         if (
-            _foldable_layer(producer)
-            and len(producer._inbound_nodes) == 1
-            and len(producer._outbound_nodes) == 1
+            _foldable_layer(source)
+            and len(call_inputs(source)) == 1
+            and consumer_count(source) == 1
             and id(tensor) not in outputs
         ):
-            pairs.append((producer, layer))
+            pairs.append((source, layer))
     return pairs
 
 
@@ -131,11 +135,11 @@ def _find(model):
     """`(pairs, kept, blocks)`: the foldable pairs, the batch norms that stay
     with their reasons, and the blocks whose pairs fold."""
     pairs, kept, blocks = [], [], []
-    for layer in [model, *model._flatten_layers(include_self=False, recursive=True)]:
-        for producer, norm in _functional_pairs(layer):
-            reason = _why_not(producer, norm)
+    for layer in sublayers(model, include_self=True):
+        for source, norm in _functional_pairs(layer):
+            reason = _why_not(source, norm)
             if reason is None:
-                pairs.append((producer, norm))
+                pairs.append((source, norm))
             else:
                 kept.append((norm, reason))
         if hasattr(layer, "folding_pairs") and not isinstance(layer, keras.Model):
@@ -144,7 +148,7 @@ def _find(model):
                 pairs.extend(block_pairs)
                 blocks.append(layer)
     seen = {id(norm) for _, norm in pairs} | {id(norm) for norm, _ in kept}
-    for layer in model._flatten_layers(include_self=False, recursive=True):
+    for layer in sublayers(model):
         if id(layer) in seen:
             continue
         if isinstance(layer, BatchNormalization):
@@ -241,9 +245,9 @@ def _write_out_swish(model):
     before it, which Keras's `tf.nn.silu` (a scale by `beta`, a custom
     gradient) hides from it."""
     count = 0
-    for layer in model._flatten_layers(include_self=False, recursive=True):
+    for layer in sublayers(model):
         if getattr(layer, "activation", None) is keras.activations.silu:
             layer.activation = swish
             # A block keeps its activation for its config; its layers apply it.
-            count += not list(layer._flatten_layers(include_self=False))
+            count += not sublayers(layer)
     return count

@@ -25,6 +25,8 @@ import tempfile
 import keras
 import numpy as np
 
+from kerazoo._compat import freeze_function
+from kerazoo._compat import sublayers
 from kerazoo.export.errors import ExportError
 from kerazoo.export.folding import fold_batch_norms
 from kerazoo.export.formats import check_format
@@ -37,7 +39,7 @@ CARD = "model_card.json"
 def _unregistered_layers(model):
     """Layers whose class Keras could not find again when loading the model."""
     bad = []
-    for layer in model._flatten_layers(include_self=False, recursive=True):
+    for layer in sublayers(model):
         cls = type(layer)
         if cls.__module__.startswith("keras."):
             continue
@@ -114,9 +116,6 @@ def _frozen_forward(model, spec):
     """`(function, None)`: the model's inference function with its weights as
     constants, or `(None, reason)` when it is kept with variables."""
     import tensorflow as tf
-    from tensorflow.python.framework.convert_to_constants import (
-        convert_variables_to_constants_v2,
-    )
 
     size = sum(
         int(np.prod(v.shape)) * np.dtype(v.dtype).itemsize for v in model.weights
@@ -129,7 +128,7 @@ def _frozen_forward(model, spec):
         )
     function = tf.function(lambda images: model(images, training=False))
     try:
-        frozen = convert_variables_to_constants_v2(function.get_concrete_function(spec))
+        frozen = freeze_function(function.get_concrete_function(spec))
     except (ValueError, TypeError, NotImplementedError) as error:
         return None, f"not frozen ({error}); served with variables"
     return (lambda images: frozen(images)[0]), None

@@ -5,14 +5,9 @@ import re
 import keras
 
 from kerazoo import layers as kz_layers
+from kerazoo._compat import sublayers
 
 BATCH_NORMS = (keras.layers.BatchNormalization, kz_layers.BatchNormalization)
-
-
-def _sublayers(layer):
-    # Keras has no public recursive walk; `_flatten_layers` is the method its own
-    # `Layer` uses for the same purpose, and it is stable across Keras 3 releases.
-    return list(layer._flatten_layers(include_self=False, recursive=True))
 
 
 def body_stages(body):
@@ -54,7 +49,7 @@ def unfreeze(body, spec, batchnorm="frozen"):
             stage.trainable = False
     else:
         pattern = re.compile(spec)
-        leaves = [layer for layer in _sublayers(body) if not _sublayers(layer)]
+        leaves = [layer for layer in sublayers(body) if not sublayers(layer)]
         matched = False
         for layer in leaves:
             hit = any(pattern.match(w.path) for w in layer.weights)
@@ -67,7 +62,7 @@ def unfreeze(body, spec, batchnorm="frozen"):
                 f"look like {', '.join(paths[:3])} ... {paths[-1]}"
             )
     if batchnorm == "frozen":
-        for layer in _sublayers(body):
+        for layer in sublayers(body):
             if isinstance(layer, BATCH_NORMS):
                 layer.trainable = False
     return [w.path for w in body.trainable_weights]

@@ -4,12 +4,8 @@ chooses."""
 
 import keras
 
+from kerazoo._compat import sublayers
 from kerazoo.initializers.names import get
-
-
-def _sublayers(model):
-    # Keras has no public recursive walk; `_flatten_layers` is what it uses.
-    return list(model._flatten_layers(include_self=False, recursive=True))
 
 
 def reinitialize(model, initializer):
@@ -36,7 +32,7 @@ def reinitialize(model, initializer):
     """
     initializer = get(initializer)
     count = 0
-    for layer in _sublayers(model):
+    for layer in sublayers(model):
         if isinstance(layer, keras.layers.DepthwiseConv2D):
             kh, kw, channels, multiplier = layer.kernel.shape
             value = initializer((kh, kw, multiplier, channels))

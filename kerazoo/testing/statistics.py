@@ -2,6 +2,7 @@
 
 import numpy as np
 
+from kerazoo._compat import sublayers
 from kerazoo.layers import BatchNormalization
 
 
@@ -15,7 +16,7 @@ def randomize_batch_norms(model, seed=0):
     a served graph would not see a mistake or the real work. Returns `model`.
     """
     rng = np.random.default_rng(seed)
-    for layer in model._flatten_layers(recursive=True):
+    for layer in sublayers(model, include_self=True):
         if isinstance(layer, BatchNormalization):
             c = layer.moving_mean.shape[0]
             layer.moving_mean.assign(rng.normal(0, 0.5, c).astype("float32"))
