@@ -6,20 +6,7 @@ from keras import ops
 
 from kerazoo._checks import check_learning_rate
 from kerazoo._checks import check_non_negative
-
-
-def _in_xla_context():
-    """Whether TensorFlow is tracing a function compiled by XLA
-    (`jit_compile=True`)."""
-    try:
-        import tensorflow as tf
-        from tensorflow.python.ops import control_flow_util
-    except ImportError:  # pragma: no cover - TensorFlow backend without TF
-        return False
-    if tf.executing_eagerly():
-        return False
-    graph = tf.compat.v1.get_default_graph()
-    return control_flow_util.GraphOrParentsInXlaContext(graph)
+from kerazoo._compat import in_xla_context
 
 
 def _check_multipliers(lr_multipliers):
@@ -183,7 +170,7 @@ class Optimizer(keras.optimizers.Optimizer):
         one straight-line computation that XLA fuses, where a conditional
         splits it (benchmarks/RESULTS.md). TensorFlow without XLA: a `cond`
         on the flag, which costs no pass over the tensors."""
-        return keras.backend.backend() != "tensorflow" or _in_xla_context()
+        return keras.backend.backend() != "tensorflow" or in_xla_context()
 
     def _unless_skipped(self, value, finite, neutral):
         """`value`, or `neutral` when this update is skipped by its inputs
@@ -195,7 +182,9 @@ class Optimizer(keras.optimizers.Optimizer):
         return ops.where(finite, value, ops.cast(neutral, value.dtype))
 
     def _distributed_tf_update_step(self, distribution, grads_and_vars, learning_rate):
-        """TensorFlow's update of all variables (Keras's TF optimizer calls it).
+        """TensorFlow's update of all variables (Keras's TF optimizer calls it:
+        a private hook, overridden under Keras's name; `kerazoo._compat` says
+        which versions call it, and `tests/test_compat.py` checks).
 
         With the guard on and one device, every gradient is tested first (one
         reduction each), the skips are counted once, and one `cond` picks
