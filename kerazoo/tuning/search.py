@@ -20,6 +20,9 @@ import time
 
 import keras
 
+from kerazoo._compat import keras_tuner_save_json
+from kerazoo._compat import retry_queue
+from kerazoo._compat import set_retry_queue
 from kerazoo._files import replace_text
 from kerazoo._session import clear_session
 
@@ -575,22 +578,16 @@ def atomic_state_files():
     moment cannot be resumed (`Expecting value: line 1 column 1 (char 0)`).
     Remote paths (`gs://...`) keep keras-tuner's own writer.
     """
-    from keras_tuner.src import utils
 
-    original = utils.save_json
-
-    def save_json(path, obj):
+    def save_json(original, path, obj):
         if "://" in str(path):
             return original(path, obj)
         text = json.dumps(obj)
         replace_text(path, text)
         return text
 
-    utils.save_json = save_json
-    try:
+    with keras_tuner_save_json(save_json):
         yield
-    finally:
-        utils.save_json = original
 
 
 def _check_state(directory):
@@ -626,15 +623,17 @@ def _retry_interrupted(oracle, log):
     # state, which still lists the trial as ongoing until the next trial
     # starts: killed in between, it would run the completed trial again. The
     # trial's file is written first, so it is the one to believe.
-    for trial_id in list(oracle._retry_queue):
-        if oracle.trials[trial_id].status in ("COMPLETED", "FAILED"):
-            oracle._retry_queue.remove(trial_id)
-    queued = set(oracle._retry_queue)
-    queued |= {t.trial_id for t in oracle.ongoing_trials.values()}
+    queue = [
+        trial_id
+        for trial_id in retry_queue(oracle)
+        if oracle.trials[trial_id].status not in ("COMPLETED", "FAILED")
+    ]
+    queued = set(queue) | {t.trial_id for t in oracle.ongoing_trials.values()}
     for trial_id, trial in sorted(oracle.trials.items()):
         if trial.status == "RUNNING" and trial_id not in queued:
-            oracle._retry_queue.append(trial_id)
+            queue.append(trial_id)
             log(f"trial {trial_id} was interrupted: it runs again")
+    set_retry_queue(oracle, queue)
 
 
 def _timing(search_seconds, fit_seconds):
