@@ -10,11 +10,12 @@ new head only when asked (`reset_head=True`).
 """
 
 import pathlib
-import re
 
 import keras
 import numpy as np
 
+from kerazoo._compat import assign_shape_mismatch
+from kerazoo._compat import weights_h5_shape
 from kerazoo.api import load_model
 from kerazoo.pretrained.assign import HEAD
 from kerazoo.pretrained.assign import WeightMismatchError
@@ -77,14 +78,10 @@ def load_weights_file(model, path, build_twin, reset_head=False):
 
 
 def _file_classes(path):
-    import h5py
-
-    with h5py.File(path, "r") as f:
-        layers = f.get("layers")
-        if layers is None or "dense" not in layers:
-            return None
-        bias = layers["dense"].get("vars/1")
-        return None if bias is None else int(bias.shape[0])
+    """The number of classes of the file's head: the length of the bias of
+    the model's only Dense layer (`predictions`), when the file has one."""
+    shape = weights_h5_shape(path, "dense", 1)
+    return None if shape is None else int(shape[0])
 
 
 def _twin_with_file(path, build_twin, model, reset_head):
@@ -95,20 +92,16 @@ def _twin_with_file(path, build_twin, model, reset_head):
     try:
         twin.load_weights(path)
     except (ValueError, KeyError) as error:
-        text = str(error)
-        shapes = re.search(
-            r"variable\.shape=(\([^)]*\)), Received: value\.shape=(\([^)]*\))", text
-        )
-        where = re.search(r"path=([\w/.\-]+)", text)
-        if shapes and where:
+        mismatch = assign_shape_mismatch(error)
+        if mismatch is not None:
+            where, ours, theirs = mismatch
             detail = (
-                f"shape mismatch at {where.group(1)}: the model has "
-                f"{shapes.group(1)}, the file {shapes.group(2)}"
+                f"shape mismatch at {where}: the model has {ours}, the file {theirs}"
             )
-            if where.group(1).startswith(HEAD):
+            if where.startswith(HEAD):
                 detail += ". For a new number of classes pass reset_head=True"
         else:
-            detail = text.split("\n\n")[-1].split("\n")[0][:300]
+            detail = str(error).split("\n\n")[-1].split("\n")[0][:300]
         raise WeightMismatchError(
             f"{path} does not fit this model ({detail}). Nothing was loaded."
         ) from None

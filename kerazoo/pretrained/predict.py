@@ -8,16 +8,13 @@ import pathlib
 
 import numpy as np
 
+from kerazoo._compat import imagenet_label_names
+
 
 def imagenet_class_names():
     """The 1,000 ImageNet class names in label order, or None when the installed
     tensorflow-datasets does not have them."""
-    try:
-        from tensorflow_datasets.datasets.siscore.labels import IMAGENET_LABELS_LIST
-    except ImportError:
-        return None
-    names = [str(name) for name in IMAGENET_LABELS_LIST]
-    return names if len(names) == 1000 else None
+    return imagenet_label_names()
 
 
 def load_image(path, size, crop_fraction=0.875):
