@@ -29,10 +29,10 @@ os.environ.setdefault("KERAS_BACKEND", "jax")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras
-from _timing import APPLICATIONS
-from _timing import zoo_model
 
 from kerazoo._session import clear_session
+from kerazoo.benchmarks.timing import APPLICATIONS
+from kerazoo.benchmarks.timing import zoo_model
 
 CAST = "convert_element_type"
 

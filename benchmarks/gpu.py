@@ -3,13 +3,13 @@ against keras.applications.
 
 Backend-agnostic (run it with `KERAS_BACKEND=jax` on a machine without
 TensorFlow). For efficientnet_b0 and resnet50 at 224x224, each built as the
-same network as keras.applications' (`_timing.zoo_model`), it measures training
-and inference images/s in float32 and mixed bfloat16 (checking that each model
-really computes in the dtype asked for), converts them to FLOP/s with the
-forward-pass FLOPs that TensorFlow's profiler counts (a training step counted
-as 3 forward passes), and divides by the matrix-multiply peak measured in the
-same run. It then times kerazoo's training step against the keras.applications
-model of the same name, alternating the two.
+same network as keras.applications' (`kerazoo.benchmarks.timing.zoo_model`), it
+measures training and inference images/s in float32 and mixed bfloat16
+(checking that each model really computes in the dtype asked for), converts
+them to FLOP/s with the forward-pass FLOPs that TensorFlow's profiler counts (a
+training step counted as 3 forward passes), and divides by the matrix-multiply
+peak measured in the same run. It then times kerazoo's training step against
+the keras.applications model of the same name, alternating the two.
 
     KERAS_BACKEND=jax python benchmarks/gpu.py --out results/
     KERAS_BACKEND=jax python benchmarks/gpu.py --quick --no-jit   # minutes, on a CPU
@@ -29,12 +29,13 @@ import time
 
 import keras
 import numpy as np
-from _timing import compare
-from _timing import zoo_model
+
+from kerazoo.benchmarks.timing import compare
+from kerazoo.benchmarks.timing import zoo_model
 
 # One 1-image forward pass at 224x224 of the networks timed here (the twins of
-# keras.applications' that `_timing.zoo_model` builds: ResNet-50 v1, where
-# kerazoo's default v1.5 has 8.21), a multiply-add counted as 2
+# keras.applications' that `kerazoo.benchmarks.timing.zoo_model` builds:
+# ResNet-50 v1, where kerazoo's default v1.5 has 8.21), a multiply-add counted as 2
 # (`kerazoo.models.analysis.flops`, TensorFlow's profiler).
 FORWARD_GFLOPS = {"efficientnet_b0": 0.80, "resnet50": 7.75}
 MODELS = tuple(FORWARD_GFLOPS)

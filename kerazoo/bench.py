@@ -1,7 +1,8 @@
-"""`kerazoo bench`: runs the A/B benchmarks in `benchmarks/` in one process and
-checks each ratio against its target (issue targets, as ratios of kerazoo's time
-to the reference's)."""
+"""`kerazoo bench`: runs the A/B benchmarks of `kerazoo.benchmarks` in one
+process and checks each ratio against its target (issue targets, as ratios of
+kerazoo's time to the reference's)."""
 
+import importlib
 import importlib.util
 import json
 import os
@@ -9,27 +10,34 @@ import platform
 import sys
 from pathlib import Path
 
+# The source checkout's scripts: those of the suite run `kerazoo.benchmarks`;
+# the others (gpu.py, compiled_cost.py, ...) exist only there.
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
-# name -> (script, target ratio (one for all its ratios, a dict by label, or
+# name -> (module, target ratio (one for all its ratios, a dict by label, or
 # None), what it is about, whether it takes --jit)
 SUITE = {
     "normalization": (
-        "bench_normalization",
+        "kerazoo.benchmarks.normalization",
         1.05,
         "BatchNormalization vs Keras's",
         True,
     ),
-    "optimizers": ("bench_optimizers", 1.10, "optimizer apply vs Keras's", True),
-    "zoo": ("bench_zoo", 1.05, "zoo models vs keras.applications", True),
+    "optimizers": (
+        "kerazoo.benchmarks.optimizers",
+        1.10,
+        "optimizer apply vs Keras's",
+        True,
+    ),
+    "zoo": ("kerazoo.benchmarks.zoo", 1.05, "zoo models vs keras.applications", True),
     "scaling": (
-        "bench_scaling",
+        "kerazoo.benchmarks.scaling",
         None,
         "efficientnet_b0 step time and utilisation",
         True,
     ),
     "pipeline": (
-        "bench_pipeline",
+        "kerazoo.benchmarks.pipeline",
         {
             "pipeline alone vs training": 0.5,
             "fit on the pipeline vs in memory": 1.10,
@@ -38,15 +46,20 @@ SUITE = {
         True,
     ),
     "stage1": (
-        "bench_stage1",
+        "kerazoo.benchmarks.stage1",
         {"cached vs uncached stage 1": 0.2},
         "stage 1 on cached features vs the frozen body every epoch",
         False,
     ),
-    "tuner": ("bench_tuner", 0.15, "keras-tuner's share of a search", False),
+    "tuner": (
+        "kerazoo.benchmarks.tuner",
+        0.15,
+        "keras-tuner's share of a search",
+        False,
+    ),
     # Served at least 1.2x faster than the Keras model: a time ratio of 1/1.2.
     "serving": (
-        "bench_serving",
+        "kerazoo.benchmarks.serving",
         {
             f"{model} served vs Keras, batch {batch}": round(1 / 1.2, 3)
             for model in ("efficientnet_b0", "resnet50")
@@ -59,11 +72,17 @@ SUITE = {
 
 
 def load_benchmark(script):
-    """The module `benchmarks/SCRIPT.py` of the source checkout."""
+    """A benchmark's module, by the name of its script in `benchmarks/`:
+    `bench_NAME` of the suite is `kerazoo.benchmarks.NAME` (installed with the
+    package); any other script is read from the source checkout."""
+    name = script.removeprefix("bench_")
+    if name in SUITE:
+        return importlib.import_module(SUITE[name][0])
     if not (BENCHMARKS / f"{script}.py").exists():
         raise FileNotFoundError(
-            f"{BENCHMARKS / script}.py not found: `kerazoo bench` runs from a "
-            "source checkout (the benchmarks/ folder)"
+            f"{BENCHMARKS / script}.py not found: the benchmarks outside "
+            f"`kerazoo bench` ({', '.join(SUITE)}) run from a source checkout "
+            "(its benchmarks/ folder)"
         )
     if str(BENCHMARKS) not in sys.path:
         sys.path.insert(0, str(BENCHMARKS))
@@ -124,10 +143,10 @@ def run(names=None, quick=False, jit=False, json_path=None, log=print):
         )
     results, targets = {}, []
     for name in names:
-        script, target, about, takes_jit = SUITE[name]
+        module, target, about, takes_jit = SUITE[name]
         log(f"\n=== {name}: {about}")
         argv = (["--quick"] if quick else []) + (["--jit"] if jit and takes_jit else [])
-        results[name] = load_benchmark(script).main(argv)
+        results[name] = importlib.import_module(module).main(argv)
         for label, r in _ratios(name, results[name]):
             limit = target.get(label) if isinstance(target, dict) else target
             if limit is None:

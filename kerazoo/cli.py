@@ -701,9 +701,10 @@ def build_parser():
         "bench",
         help="benchmark kerazoo against Keras's own layers, optimizers and models",
         description=(
-            "Runs the A/B benchmarks of benchmarks/ (each alternates kerazoo and "
-            "the reference after warm-up and reports the median time ratio with "
-            "its spread) and checks each ratio against its target. Benchmarks: "
+            "Runs the A/B benchmarks of kerazoo.benchmarks (each alternates "
+            "kerazoo and the reference after warm-up and reports the median time "
+            "ratio with its spread) and checks each ratio against its target. "
+            "Benchmarks: "
             + "; ".join(f"{name}: {about}" for name, (_, _, about, _) in SUITE.items())
         ),
     )

@@ -265,9 +265,9 @@ def test_zoo_benchmarks_time_kerazoo_as_the_same_network_as_keras(tmp_path):
     # kerazoo's default ResNet-50 is v1.5 (strided in the 3x3), Keras's is v1:
     # the benchmarks build kerazoo's twin, whose FLOPs differ from Keras's
     # only by the convolution biases Keras keeps before its batch norms.
+    from kerazoo.benchmarks import timing
     from kerazoo.models.analysis import flops
 
-    timing = load_benchmark("_timing")
     ours = flops(timing.zoo_model("resnet50", 64))
     theirs = flops(timing.zoo_model("resnet50", 64, "keras.applications"))
     assert abs(ours / theirs - 1) < 0.002
