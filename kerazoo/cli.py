@@ -8,6 +8,7 @@ import os
 import sys
 
 import kerazoo
+from kerazoo._quiet import import_keras
 
 
 def _first_line(obj):
@@ -731,13 +732,18 @@ def _positive_int(text):
 
 
 def main(argv=None):
-    # TensorFlow's C++ start-up logs (CUDA probing, CPU features) are noise here.
+    # Before TensorFlow is imported: its C++ start-up logs (CUDA probing, CPU
+    # features, oneDNN) are noise here. A level the user set is kept.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return 2
+    if not getattr(args, "show", False):
+        # Every command but `experiment --show` runs Keras: imported here, with
+        # the start-up lines that TF_CPP_MIN_LOG_LEVEL misses filtered out.
+        import_keras()
     return args.func(args)
 
 
