@@ -268,7 +268,8 @@ def _cmd_finetune(args):
     after1 = f" (after stage 1: {after1:.4f})" if after1 is not None else ""
     print(
         f"test accuracy: {report['test_accuracy']:.4f} on {report['test_images']} "
-        f"images{after1}; {report['seconds']:.0f} s of training"
+        f"images{after1}; {report['seconds']:.0f} s of training; weights of "
+        f"{report.get('final_weights', 'the last epoch')}"
     )
     print(
         f"written to {recipe.output_dir}: report.json, history.csv, curves.png, "
