@@ -25,6 +25,7 @@ from kerazoo._compat import retry_queue
 from kerazoo._compat import set_retry_queue
 from kerazoo._files import replace_text
 from kerazoo._session import clear_session
+from kerazoo.recipes import monitor_mode
 
 SEARCH_DIR = "search"
 
@@ -188,7 +189,7 @@ class SearchHyperModel:
         rows = read_stage_history(directory / f"history_stage{stage}.csv", stage)
         objective = self.space.objective
         values = [r[objective] for r in rows if objective in r]
-        best = min(values) if "loss" in objective else max(values)
+        best = min(values) if monitor_mode(objective) == "min" else max(values)
         log(
             f"  {directory.parent.name}: {objective} {best:.4f} "
             f"({time.perf_counter() - start:.0f} s; {_describe(self.choices(hp))})"
@@ -298,9 +299,7 @@ def _common(recipe, directory):
 
     space = recipe.search
     return dict(
-        objective=keras_tuner.Objective(
-            space.objective, "min" if "loss" in space.objective else "max"
-        ),
+        objective=keras_tuner.Objective(space.objective, monitor_mode(space.objective)),
         executions_per_trial=space.executions_per_trial,
         seed=recipe.seed,
         directory=str(directory.parent),
