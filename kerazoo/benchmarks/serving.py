@@ -31,6 +31,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from kerazoo._compat import sublayers
 from kerazoo.benchmarks.timing import ratio_record
 from kerazoo.benchmarks.timing import write_json
 from kerazoo.export import export_saved_model
@@ -62,7 +63,7 @@ def folded_with_keras_silu(model):
     folded, report = fold_batch_norms(model)
     if not report.swish:
         return None
-    for layer in folded._flatten_layers(include_self=False, recursive=True):
+    for layer in sublayers(folded):
         if getattr(layer, "activation", None) is swish:
             layer.activation = keras.activations.silu
     return folded
