@@ -16,7 +16,6 @@ import contextlib
 import os
 import re
 import sys
-import tempfile
 
 # absl's format ("I0000 00:00:1796288334.023480   29318 cudart_stub.cc:31] ...";
 # before absl's logging is set up, the seconds count from 1970) and TensorFlow's
@@ -61,6 +60,10 @@ def filtered_stderr(level=None):
     if saved is None:
         yield
         return
+    # Imported here: `kerazoo --version` imports this module, and tempfile
+    # costs it 20 ms.
+    import tempfile
+
     sys.stderr.flush()
     with tempfile.TemporaryFile() as held:
         os.dup2(held.fileno(), 2)
