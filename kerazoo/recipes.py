@@ -109,14 +109,177 @@ class ModelSpec(_Strict):
         return (size, size) if isinstance(size, int) else tuple(size)
 
 
+def _number(value):
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _section(value, model, shorthand=""):
+    """`true` turns a section on with its defaults, `false` or null off."""
+    if value is True:
+        return {}
+    if value is False or value is None:
+        return None
+    if not isinstance(value, dict):
+        raise ValueError(
+            f"true (the defaults), false{shorthand} or a mapping of "
+            f"{', '.join(model.model_fields)}"
+        )
+    return value
+
+
+def _range(pair, low=0.0, high=None):
+    """A `[min, max]` pair, each end above `low` and at most `high`."""
+    if not low < pair[0] or (high is not None and pair[1] > high):
+        raise ValueError(
+            f"[min, max], each in ({low:g}, {high:g}]"
+            if high is not None
+            else f"[min, max], each > {low:g}"
+        )
+    if pair[0] > pair[1]:
+        raise ValueError("[min, max] with min <= max")
+    return pair
+
+
+class RandomResizedCrop(_Strict):
+    """A random part of the image (area `scale`, aspect ratio `ratio`)
+    resized back to the model's input."""
+
+    scale: tuple[float, float] = Field(
+        (0.08, 1.0), description="[min, max] fraction of the image's area."
+    )
+    ratio: tuple[float, float] = Field(
+        (3 / 4, 4 / 3), description="[min, max] width / height of the crop."
+    )
+
+    @field_validator("scale")
+    @classmethod
+    def _scale(cls, scale):
+        return _range(scale, high=1)
+
+    @field_validator("ratio")
+    @classmethod
+    def _ratio(cls, ratio):
+        return _range(ratio)
+
+
+class RandAugment(_Strict):
+    """`keras.layers.RandAugment`: `layers` operations drawn per batch from 11."""
+
+    magnitude: float = Field(
+        0.5,
+        gt=0,
+        le=1,
+        description="Keras's `factor`: every operation's range scales with it "
+        "(rotation up to magnitude x 360 degrees, translation and shear up to "
+        "magnitude of the side, ...).",
+    )
+    layers: int = Field(
+        2, ge=1, le=11, description="Operations applied (drawn per batch)."
+    )
+
+
+class AugMix(_Strict):
+    """`keras.layers.AugMix`: `width` chains of up to `depth` operations, mixed."""
+
+    severity: int = Field(
+        3, ge=1, le=10, description="Strength, 1-10 (Keras's factor x 10)."
+    )
+    width: int = Field(3, ge=1, description="Chains mixed.")
+    depth: int = Field(3, ge=1, description="Most operations in a chain.")
+    alpha: float = Field(1.0, gt=0, description="Dirichlet and Beta parameter.")
+
+
+class RandomErasing(_Strict):
+    """`keras.layers.RandomErasing`: a random box of each image replaced."""
+
+    probability: float = Field(0.25, gt=0, le=1, description="Per image.")
+    scale: tuple[float, float] = Field(
+        (0.02, 0.33),
+        description="[min, max] of each side's squared fraction (Keras's scale).",
+    )
+    fill: typing.Literal["noise"] | float = Field(
+        "noise", description="`noise` (Keras's random fill) or a value in 0-255."
+    )
+
+    @field_validator("scale")
+    @classmethod
+    def _scale(cls, scale):
+        return _range(scale, high=1)
+
+    @field_validator("fill", mode="before")
+    @classmethod
+    def _fill(cls, fill):
+        if fill != "noise" and not (_number(fill) and 0 <= fill <= 255):
+            raise ValueError("'noise' or a value in [0, 255]")
+        return fill
+
+
+class ColorJitter(_Strict):
+    """`keras.layers.RandomColorJitter`; 0 leaves a property alone."""
+
+    brightness: float = Field(
+        0.0, ge=0, le=1, description="Adds up to +-brightness x 255."
+    )
+    contrast: float = Field(
+        0.0, ge=0, lt=1, description="Contrast x [1 - contrast, 1 + contrast]."
+    )
+    saturation: float = Field(
+        0.0, ge=0, le=1, description="Saturation x [1 - saturation, 1 + saturation]."
+    )
+    hue: float = Field(0.0, ge=0, le=0.5, description="Hue shift, up to +-hue turn.")
+
+    @property
+    def enabled(self):
+        return any((self.brightness, self.contrast, self.saturation, self.hue))
+
+
 class Augment(_Strict):
-    """Random augmentation with Keras preprocessing layers (training only)."""
+    """Random augmentation with Keras preprocessing layers (training only).
+
+    Applied per batch, after the cache, in this order: random_resized_crop,
+    flip, rotation, zoom, translation, rand_augment, aug_mix, contrast,
+    color_jitter, random_erasing."""
 
     flip: typing.Literal["none", "horizontal", "vertical", "both"] = "none"
     rotation: float = Field(0.0, ge=0, le=0.5, description="Fraction of a turn.")
     zoom: float = Field(0.0, ge=0, lt=1)
     translation: float = Field(0.0, ge=0, lt=1)
     contrast: float = Field(0.0, ge=0, lt=1)
+    random_resized_crop: RandomResizedCrop | None = None
+    rand_augment: RandAugment | None = None
+    aug_mix: AugMix | None = None
+    random_erasing: RandomErasing | None = None
+    color_jitter: ColorJitter | None = None
+
+    @field_validator("random_resized_crop", "rand_augment", "aug_mix", mode="before")
+    @classmethod
+    def _switch(cls, value, info):
+        models = {
+            "random_resized_crop": RandomResizedCrop,
+            "rand_augment": RandAugment,
+            "aug_mix": AugMix,
+        }
+        return _section(value, models[info.field_name])
+
+    @field_validator("random_erasing", mode="before")
+    @classmethod
+    def _erasing(cls, value):
+        if _number(value):
+            return {"probability": value}
+        return _section(value, RandomErasing, ", a probability")
+
+    @field_validator("color_jitter", mode="before")
+    @classmethod
+    def _jitter(cls, value):
+        # A number is brightness, contrast and saturation at once (timm's
+        # `color_jitter: 0.4`); `true` would turn nothing on.
+        if _number(value):
+            return {"brightness": value, "contrast": value, "saturation": value}
+        if value is True or not (value is None or isinstance(value, dict)):
+            raise ValueError(
+                "a strength or a mapping of brightness, contrast, saturation, hue"
+            )
+        return value
 
     @property
     def enabled(self):
@@ -126,7 +289,56 @@ class Augment(_Strict):
             or self.zoom > 0
             or self.translation > 0
             or self.contrast > 0
+            or self.random_resized_crop is not None
+            or self.rand_augment is not None
+            or self.aug_mix is not None
+            or self.random_erasing is not None
+            or (self.color_jitter is not None and self.color_jitter.enabled)
         )
+
+
+class MixUp(_Strict):
+    """`keras.layers.MixUp` of a training batch with itself, shuffled."""
+
+    alpha: float = Field(
+        0.2, gt=0, description="Beta(alpha, alpha) gives each image's share."
+    )
+    probability: float = Field(1.0, gt=0, le=1, description="Of mixing a batch.")
+
+
+class CutMix(_Strict):
+    """`keras.layers.CutMix`: a box of another image of the batch pasted in."""
+
+    alpha: float = Field(
+        1.0,
+        gt=0,
+        le=1,
+        description="Beta(alpha, alpha) gives the box's area (Keras allows <= 1).",
+    )
+    probability: float = Field(1.0, gt=0, le=1, description="Of mixing a batch.")
+
+
+def _class_weight(value):
+    if value is None or value == "balanced":
+        return value
+    if isinstance(value, str):
+        raise ValueError("'balanced' or a mapping {class: weight}")
+    if not isinstance(value, dict) or not value:
+        raise ValueError("'balanced' or a mapping {class: weight}, one class at least")
+    for key, weight in value.items():
+        if isinstance(key, bool) or not isinstance(key, int | str):
+            raise ValueError(f"class {key!r}: a class is a name or an index")
+        if isinstance(key, int) and key < 0:
+            raise ValueError(f"class {key!r}: an index is >= 0")
+        if (
+            isinstance(weight, bool)
+            or not isinstance(weight, int | float)
+            or not 0 < weight < float("inf")
+        ):
+            raise ValueError(
+                f"the weight of class {key!r} must be a positive number; got {weight!r}"
+            )
+    return value
 
 
 class DataSpec(_Strict):
@@ -137,6 +349,22 @@ class DataSpec(_Strict):
         "test/ folders of class folders) or `csv:FILE` (path,label[,split]).",
     )
     augment: Augment = Augment()
+    mixup: MixUp | None = Field(
+        None,
+        description="Batch-level MixUp in stages with augment: true (labels one-hot).",
+    )
+    cutmix: CutMix | None = Field(
+        None,
+        description="Batch-level CutMix in stages with augment: true; with mixup "
+        "too, each batch picks one of the two (even odds), then applies it with "
+        "its probability.",
+    )
+    class_weight: typing.Literal["balanced"] | dict[int | str, float] | None = Field(
+        None,
+        description="Weights of the training loss per class, in every stage: "
+        "`balanced` (n / (classes x count), from the training split's counts) or "
+        "{class: weight} (a class name, or an index; others weigh 1).",
+    )
     cache: typing.Literal["auto", "memory", "disk", "none"] = Field(
         "auto",
         description="Where decoded, resized images (uint8) are kept after the "
@@ -164,6 +392,16 @@ class DataSpec(_Strict):
         None, description="tensorflow-datasets data_dir (tfds: URIs)."
     )
     download: bool = Field(True, description="Let tensorflow-datasets download.")
+
+    @field_validator("mixup", "cutmix", mode="before")
+    @classmethod
+    def _switch(cls, value, info):
+        return _section(value, MixUp if info.field_name == "mixup" else CutMix)
+
+    @field_validator("class_weight", mode="before")
+    @classmethod
+    def _class_weight(cls, value):
+        return _class_weight(value)
 
     @field_validator("uri")
     @classmethod
@@ -239,7 +477,16 @@ class Stage(_Strict):
     batching: typing.Literal["minibatch", "example", "full"] = "minibatch"
     optimizer: Optimizer
     schedule: Schedule = Constant(name="constant")
-    augment: bool = Field(True, description="Apply data.augment in this stage.")
+    augment: bool = Field(
+        True,
+        description="Apply data.augment, data.mixup and data.cutmix in this stage.",
+    )
+    label_smoothing: float = Field(
+        0.0,
+        ge=0,
+        lt=1,
+        description="Of the stage's categorical crossentropy (one-hot labels).",
+    )
     early_stopping: EarlyStopping | None = None
 
 

@@ -151,3 +151,145 @@ def test_export_formats_are_checked_and_fold_defaults_on():
     data["export"] = {"name": "digits", "formats": ["onnx", "coreml"]}
     message = _error(data)
     assert "export.formats.1" in message and "'tflite'" in message, message
+
+
+def test_augmentation_and_regularisation_are_off_by_default():
+    recipe = validate_recipe(tiny())
+    assert not recipe.data.augment.enabled
+    assert recipe.data.mixup is None and recipe.data.cutmix is None
+    assert recipe.data.class_weight is None
+    assert recipe.stage1.label_smoothing == recipe.stage2.label_smoothing == 0
+
+
+def test_augmentation_shorthands():
+    data = tiny()
+    data["data"]["augment"] = {
+        "random_resized_crop": True,
+        "rand_augment": True,
+        "aug_mix": False,
+        "random_erasing": 0.4,
+        "color_jitter": 0.3,
+    }
+    data["data"]["mixup"] = True
+    data["data"]["cutmix"] = {"alpha": 0.5}
+    data["data"]["class_weight"] = {"3": 2, 4: 0.5}
+    recipe = validate_recipe(data)
+    augment = recipe.data.augment
+    assert augment.random_resized_crop.scale == (0.08, 1.0)
+    assert augment.rand_augment.magnitude == 0.5 and augment.rand_augment.layers == 2
+    assert augment.aug_mix is None
+    assert augment.random_erasing.probability == 0.4
+    jitter = augment.color_jitter
+    assert (jitter.brightness, jitter.contrast, jitter.saturation, jitter.hue) == (
+        0.3,
+        0.3,
+        0.3,
+        0.0,
+    )
+    assert recipe.data.mixup.alpha == 0.2 and recipe.data.cutmix.alpha == 0.5
+    assert recipe.data.class_weight == {"3": 2.0, 4: 0.5}
+
+
+@pytest.mark.parametrize(
+    "where, value, fragment",
+    [
+        (
+            "augment",
+            {"random_resized_crop": {"scale": [0.9, 0.2]}},
+            "data.augment.random_resized_crop.scale: received [0.9, 0.2]; [min, max] "
+            "with min <= max",
+        ),
+        (
+            "augment",
+            {"random_resized_crop": {"scale": [0, 1]}},
+            "data.augment.random_resized_crop.scale: received [0, 1]; [min, max], "
+            "each in (0, 1]",
+        ),
+        (
+            "augment",
+            {"random_resized_crop": {"ratio": [-1, 2]}},
+            "data.augment.random_resized_crop.ratio: received [-1, 2]",
+        ),
+        (
+            "augment",
+            {"random_resized_crop": "yes"},
+            "data.augment.random_resized_crop: received 'yes'; true (the defaults), "
+            "false or a mapping of scale, ratio",
+        ),
+        (
+            "augment",
+            {"rand_augment": {"magnitude": 3}},
+            "data.augment.rand_augment.magnitude: received 3",
+        ),
+        (
+            "augment",
+            {"rand_augment": {"layers": 0}},
+            "data.augment.rand_augment.layers: received 0",
+        ),
+        (
+            "augment",
+            {"rand_augment": {"magnitud": 0.2}},
+            "data.augment.rand_augment.magnitud: unknown key. Did you mean "
+            "'magnitude'?",
+        ),
+        (
+            "augment",
+            {"aug_mix": {"severity": 11}},
+            "data.augment.aug_mix.severity: received 11",
+        ),
+        (
+            "augment",
+            {"random_erasing": 1.5},
+            "data.augment.random_erasing.probability: received 1.5",
+        ),
+        (
+            "augment",
+            {"random_erasing": {"fill": "nois"}},
+            "data.augment.random_erasing.fill: received 'nois'; 'noise' or a value "
+            "in [0, 255]",
+        ),
+        (
+            "augment",
+            {"color_jitter": {"hue": 0.7}},
+            "data.augment.color_jitter.hue: received 0.7",
+        ),
+        (
+            "augment",
+            {"color_jitter": True},
+            "data.augment.color_jitter: received True; a strength or a mapping",
+        ),
+        ("mixup", {"alpha": 0}, "data.mixup.alpha: received 0"),
+        ("mixup", {"probability": 2}, "data.mixup.probability: received 2"),
+        (
+            "cutmix",
+            {"alpha": 2},
+            "data.cutmix.alpha: received 2; Input should be less than or equal to 1",
+        ),
+        ("cutmix", {"probabilty": 1}, "data.cutmix.probabilty: unknown key"),
+        (
+            "class_weight",
+            "balance",
+            "data.class_weight: received 'balance'; 'balanced' or a mapping",
+        ),
+        (
+            "class_weight",
+            {"cat": -1},
+            "data.class_weight: received {'cat': -1}; the weight of class 'cat' must "
+            "be a positive number",
+        ),
+        ("class_weight", {-2: 1}, "class -2: an index is >= 0"),
+    ],
+)
+def test_bad_augmentation_and_regularisation_values_name_the_key(
+    where, value, fragment
+):
+    data = tiny()
+    data["data"][where] = value
+    assert fragment in _error(data)
+
+
+@pytest.mark.parametrize("value", [1.0, -0.1, "some"])
+def test_bad_label_smoothing_names_the_stage(value):
+    data = tiny()
+    data["stage2"]["label_smoothing"] = value
+    assert f"stage2.label_smoothing: received {value!r}" in _error(data)
