@@ -7,7 +7,8 @@ For a split read by index (files, arrays), an epoch is:
 2. for each index, the cached uint8 image when there is one, else the file read,
    checked, decoded and resized (parallel, `AUTOTUNE`), then cached;
 3. broken files skipped (and named once, see `ImageStore.skipped`);
-4. batches, cast to float32 (values 0-255), augmented, prefetched.
+4. batches, cast to float32 (values 0-255), augmented (`augmentation_layers`),
+   mixed with MixUp or CutMix (`BatchMix`: labels one-hot), prefetched.
 
 The cache is `kerazoo.data.cache.ImageStore` (memory, disk or none), so every
 cache mode gives the same images in the same order. A `tfds:` split is
@@ -16,6 +17,7 @@ bounded shuffle buffer of decoded images (`shuffle_buffer`).
 """
 
 import sys
+import zlib
 
 import numpy as np
 import tensorflow as tf
@@ -27,39 +29,259 @@ SHUFFLE_BUFFER = 1024
 LOOK_UP = 64  # cache look-ups per Python call
 
 
+# Keras's AugMix draws its chains' operations with Python's `random` when it is
+# traced, so in a `tf.data` map every batch would get the same operations: the
+# pipeline traces it this many times and runs one trace, drawn, per batch. Each
+# trace costs about 3 s of pipeline start-up on a 2-core CPU.
+AUGMIX_VARIANTS = 8
+
+
 def augmentation_layers(augment, seed=0):
-    """Keras preprocessing layers for a `recipes.Augment` (empty when off)."""
+    """Keras preprocessing layers for a `recipes.Augment` (empty when off), in
+    the order they apply: random_resized_crop, flip, rotation, zoom,
+    translation, rand_augment, aug_mix, contrast, color_jitter, random_erasing.
+    Each takes and gives float32 batches with values in 0-255."""
     import keras
 
     layers = []
     if augment is None:
         return layers
+    # float32 whatever the run's dtype policy: the images stay 0-255 floats.
+    common = {"seed": seed, "dtype": "float32"}
+    value_range = (0, 255)
+    if augment.random_resized_crop is not None:
+        crop = augment.random_resized_crop
+        layers.append(RandomResizedCrop(crop.scale, crop.ratio, seed=seed))
     if augment.flip != "none":
         mode = {"both": "horizontal_and_vertical"}.get(augment.flip, augment.flip)
-        layers.append(keras.layers.RandomFlip(mode, seed=seed))
+        layers.append(keras.layers.RandomFlip(mode, **common))
     if augment.rotation:
         layers.append(
-            keras.layers.RandomRotation(
-                augment.rotation, fill_mode="nearest", seed=seed
-            )
+            keras.layers.RandomRotation(augment.rotation, fill_mode="nearest", **common)
         )
     if augment.zoom:
         layers.append(
-            keras.layers.RandomZoom(augment.zoom, fill_mode="nearest", seed=seed)
+            keras.layers.RandomZoom(augment.zoom, fill_mode="nearest", **common)
         )
     if augment.translation:
         layers.append(
             keras.layers.RandomTranslation(
-                augment.translation, augment.translation, fill_mode="nearest", seed=seed
+                augment.translation,
+                augment.translation,
+                fill_mode="nearest",
+                **common,
             )
         )
+    if augment.rand_augment is not None:
+        layers.append(
+            keras.layers.RandAugment(
+                value_range=value_range,
+                num_ops=augment.rand_augment.layers,
+                factor=augment.rand_augment.magnitude,
+                **common,
+            )
+        )
+    if augment.aug_mix is not None:
+        mix = augment.aug_mix
+        layer = keras.layers.AugMix(
+            value_range=value_range,
+            num_chains=mix.width,
+            chain_depth=mix.depth,
+            factor=mix.severity / 10,
+            alpha=mix.alpha,
+            **common,
+        )
+        layers.append(Retraced(layer, AUGMIX_VARIANTS, seed=seed))
     if augment.contrast:
         layers.append(
             keras.layers.RandomContrast(
-                augment.contrast, value_range=(0, 255), seed=seed
+                augment.contrast, value_range=value_range, **common
+            )
+        )
+    jitter = augment.color_jitter
+    if jitter is not None and jitter.enabled:
+        saturation = None
+        if jitter.saturation:
+            # Keras draws u and multiplies saturation by u / (1 - u).
+            s = jitter.saturation
+            saturation = ((1 - s) / (2 - s), (1 + s) / (2 + s))
+        layers.append(
+            keras.layers.RandomColorJitter(
+                value_range=value_range,
+                brightness_factor=jitter.brightness or None,
+                contrast_factor=jitter.contrast or None,
+                saturation_factor=saturation,
+                # Keras shifts hue by up to half its factor, either way.
+                hue_factor=2 * jitter.hue or None,
+                **common,
+            )
+        )
+    if augment.random_erasing is not None:
+        erasing = augment.random_erasing
+        layers.append(
+            keras.layers.RandomErasing(
+                # A single factor p would erase with a probability drawn in [0, p].
+                factor=(erasing.probability, erasing.probability),
+                scale=erasing.scale,
+                fill_value=None if erasing.fill == "noise" else float(erasing.fill),
+                value_range=value_range,
+                **common,
             )
         )
     return layers
+
+
+def _generator(seed, purpose):
+    """A seeded `tf.random.Generator`, its own stream for each purpose."""
+    return tf.random.Generator.from_seed(
+        seed * 1_000_003 + zlib.crc32(purpose.encode())
+    )
+
+
+class RandomResizedCrop:
+    """A random part of each image resized back to the image's size: the crop's
+    area is a fraction `scale` of the image's and its aspect ratio (width /
+    height, drawn log-uniform) is in `ratio`, ten tries per image, as
+    torchvision and timm sample it; when no try fits, the whole image cut to
+    the nearest allowed ratio. Keras has no such layer; this one runs in a
+    `tf.data` pipeline (one `tf.image.crop_and_resize` a batch), never in a
+    model, so it is not a serialisable layer.
+
+    Args:
+        scale: `(min, max)` fraction of the image's area.
+        ratio: `(min, max)` width / height.
+        seed: Seed of the draws.
+    """
+
+    ATTEMPTS = 10
+
+    def __init__(self, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3), seed=0):
+        self.scale = tuple(float(v) for v in scale)
+        self.ratio = tuple(float(v) for v in ratio)
+        self.generator = _generator(seed, "random_resized_crop")
+
+    def __call__(self, images, training=True):
+        if not training:
+            return images
+        shape = tf.shape(images)
+        n = shape[0]
+        h, w = tf.cast(shape[1], "float32"), tf.cast(shape[2], "float32")
+        draw = self.generator.uniform
+        area = draw((n, self.ATTEMPTS), *self.scale) * h * w
+        ratio = tf.exp(draw((n, self.ATTEMPTS), *np.log(self.ratio)))
+        width, height = tf.sqrt(area * ratio), tf.sqrt(area / ratio)
+        fits = (width <= w) & (height <= h)
+        first = tf.argmax(tf.cast(fits, "int32"), axis=1, output_type=tf.int32)
+        found = tf.reduce_any(fits, axis=1)
+        low, high = self.ratio
+        width = tf.where(
+            found, tf.gather(width, first, batch_dims=1), tf.minimum(w, h * high)
+        )
+        height = tf.where(
+            found, tf.gather(height, first, batch_dims=1), tf.minimum(h, w / low)
+        )
+        width, height = tf.maximum(width, 1.0), tf.maximum(height, 1.0)
+        x0 = tf.where(found, draw((n,)), 0.5) * (w - width)
+        y0 = tf.where(found, draw((n,)), 0.5) * (h - height)
+        # crop_and_resize samples from y1 * (h - 1) to y2 * (h - 1): the crop's
+        # first and last pixel centres.
+        boxes = tf.stack(
+            [
+                y0 / (h - 1),
+                x0 / (w - 1),
+                (y0 + height - 1) / (h - 1),
+                (x0 + width - 1) / (w - 1),
+            ],
+            axis=1,
+        )
+        out = tf.image.crop_and_resize(
+            images, boxes, tf.range(n), shape[1:3], method="bilinear"
+        )
+        out.set_shape(images.shape)
+        return out
+
+
+class Retraced:
+    """Runs one of `variants` traces of `layer`, drawn per batch: for a layer
+    that makes some of its random choices in Python, which a traced function
+    (a `tf.data` map) would otherwise fix for the whole run. Each branch of
+    `tf.switch_case` is traced on its own; only the drawn one runs.
+
+    Args:
+        layer: A Keras preprocessing layer.
+        variants: Traces to draw from.
+        seed: Seed of the draw.
+    """
+
+    def __init__(self, layer, variants, seed=0):
+        self.layer = layer
+        self.variants = int(variants)
+        self.generator = _generator(seed, f"retraced {layer.name}")
+
+    def __call__(self, images, training=True):
+        if not training:
+            return images
+        index = self.generator.uniform((), 0, self.variants, dtype="int32")
+        branches = [
+            lambda: self.layer(images, training=True) for _ in range(self.variants)
+        ]
+        out = tf.switch_case(index, branches)
+        out.set_shape(images.shape)
+        return out
+
+
+class BatchMix:
+    """MixUp and CutMix of training batches with Keras's `MixUp` and `CutMix`
+    layers, on one-hot labels (made here). With both, each batch picks one of
+    the two (even odds), then applies it with its probability; a batch left
+    unmixed keeps its plain one-hot labels. Every label row sums to 1.
+
+    Args:
+        num_classes: Length of the one-hot labels.
+        mixup: `recipes.MixUp` or None.
+        cutmix: `recipes.CutMix` or None.
+        seed: Seed of the layers and of the per-batch draws.
+    """
+
+    def __init__(self, num_classes, mixup=None, cutmix=None, seed=0):
+        import keras
+
+        self.num_classes = int(num_classes)
+        self.mixes = []
+        if mixup is not None:
+            layer = keras.layers.MixUp(alpha=mixup.alpha, seed=seed, dtype="float32")
+            self.mixes.append((layer, mixup.probability))
+        if cutmix is not None:
+            # Keras draws CutMix's alpha in [factor[0], factor[1]]: fixed here.
+            layer = keras.layers.CutMix(
+                factor=(cutmix.alpha, cutmix.alpha), seed=seed, dtype="float32"
+            )
+            self.mixes.append((layer, cutmix.probability))
+        self.generator = _generator(seed, "batch_mix")
+
+    def __call__(self, images, labels):
+        labels = tf.one_hot(labels, self.num_classes, dtype="float32")
+        if not self.mixes:
+            return images, labels
+        pick, chance = tf.unstack(self.generator.uniform((2,)))
+        which = tf.minimum(
+            tf.cast(pick * len(self.mixes), "int32"), len(self.mixes) - 1
+        )
+        probability = tf.gather([p for _, p in self.mixes], which)
+        index = tf.where(chance < probability, which + 1, 0)
+
+        def mixed(layer):
+            def branch():
+                out = layer({"images": images, "labels": labels}, training=True)
+                return out["images"], out["labels"]
+
+            return branch
+
+        branches = [lambda: (images, labels)] + [mixed(m) for m, _ in self.mixes]
+        images_out, labels_out = tf.switch_case(index, branches)
+        images_out.set_shape(images.shape)
+        labels_out.set_shape(labels.shape)
+        return images_out, labels_out
 
 
 def resize_uint8(image, image_size):
@@ -151,6 +373,9 @@ class Pipelines:
         *,
         training=False,
         augment=None,
+        mixup=None,
+        cutmix=None,
+        one_hot=False,
         seed=0,
         nan_batch=None,
         start=0,
@@ -164,6 +389,9 @@ class Pipelines:
             batch_size: Images per batch.
             training: Shuffle (seeded, reshuffled every epoch) and augment.
             augment: `recipes.Augment` applied to training batches, or None.
+            mixup, cutmix: `recipes.MixUp` / `recipes.CutMix` applied to
+                training batches (labels one-hot), or None (`BatchMix`).
+            one_hot: Labels as float32 one-hot rows (always with a mix).
             seed: Seed of the shuffle and the augmentation.
             nan_batch: Index of a training batch, counted across epochs, whose
                 images become NaN (fault injection for tests).
@@ -174,7 +402,8 @@ class Pipelines:
                 says (two passes over the split then see the same order).
 
         Returns:
-            A `tf.data.Dataset` of `(float32 images, int32 labels)` batches.
+            A `tf.data.Dataset` of `(float32 images, labels)` batches: int32
+            labels, or float32 `(batch, classes)` ones with `one_hot` or a mix.
         """
         source = self.data.splits[split]
         if not source.random_access:
@@ -198,8 +427,14 @@ class Pipelines:
                     source.size, seed=seed, reshuffle_each_iteration=True
                 )
             dataset = self._images(indices, split, with_index, ordered)
-        layers = augmentation_layers(augment, seed) if training else []
-        return batched(dataset, batch_size, layers=layers, nan_batch=nan_batch)
+        layers, mix = [], None
+        if training:
+            layers = augmentation_layers(augment, seed)
+            if mixup is not None or cutmix is not None:
+                mix = BatchMix(self.data.num_classes, mixup, cutmix, seed=seed)
+        if mix is None and one_hot:
+            mix = BatchMix(self.data.num_classes)
+        return batched(dataset, batch_size, layers=layers, mix=mix, nan_batch=nan_batch)
 
     def _images(self, indices, split, with_index=False, ordered=False):
         source = self.data.splits[split]
@@ -268,6 +503,9 @@ def image_pipeline(
     *,
     training=False,
     augment=None,
+    mixup=None,
+    cutmix=None,
+    one_hot=False,
     seed=0,
     cache=True,
     nan_batch=None,
@@ -277,7 +515,8 @@ def image_pipeline(
     caches between pipelines and can keep them on disk.
 
     Returns:
-        A `tf.data.Dataset` of `(float32 images, int32 labels)` batches.
+        A `tf.data.Dataset` of `(float32 images, labels)` batches
+        (`Pipelines.dataset`).
     """
     pipelines = Pipelines(data, image_size, cache="memory" if cache else "none")
     return pipelines.dataset(
@@ -285,16 +524,29 @@ def image_pipeline(
         batch_size,
         training=training,
         augment=augment,
+        mixup=mixup,
+        cutmix=cutmix,
+        one_hot=one_hot,
         seed=seed,
         nan_batch=nan_batch,
     )
 
 
 def batched(
-    dataset, batch_size, *, training=False, size=None, layers=(), seed=0, nan_batch=None
+    dataset,
+    batch_size,
+    *,
+    training=False,
+    size=None,
+    layers=(),
+    mix=None,
+    seed=0,
+    nan_batch=None,
 ):
     """Shuffles (when `training`: `size` elements, seeded, reshuffled every
-    epoch), batches, casts images to float32, augments and prefetches."""
+    epoch), batches, casts images to float32, augments (`layers`, then values
+    clipped to 0-255), maps `(images, labels)` through `mix` (a `BatchMix`:
+    one-hot labels, mixed batches) and prefetches."""
     if training:
         dataset = dataset.shuffle(size, seed=seed, reshuffle_each_iteration=True)
     dataset = dataset.batch(batch_size).map(
@@ -304,6 +556,17 @@ def batched(
     for layer in layers:
         dataset = dataset.map(
             lambda x, *rest, layer=layer: (layer(x, training=True), *rest),
+            num_parallel_calls=tf.data.AUTOTUNE,
+        )
+    if layers:
+        # Some of Keras's layers (RandAugment) overshoot 255 by a rounding error.
+        dataset = dataset.map(
+            lambda x, *rest: (tf.clip_by_value(x, 0.0, 255.0), *rest),
+            num_parallel_calls=tf.data.AUTOTUNE,
+        )
+    if mix is not None:
+        dataset = dataset.map(
+            lambda x, y, *rest: (*mix(x, y), *rest),
             num_parallel_calls=tf.data.AUTOTUNE,
         )
     if nan_batch is not None:
@@ -318,10 +581,13 @@ def batched(
     return dataset.prefetch(tf.data.AUTOTUNE)
 
 
-def feature_pipeline(features, labels, batch_size, *, training=False, seed=0):
+def feature_pipeline(
+    features, labels, batch_size, *, training=False, seed=0, num_classes=None
+):
     """Batches of `(features, labels)` read by index from a `FeatureFile` (or
     arrays), shuffled as an image pipeline of the same size and seed would be:
-    the head trained on them sees the images' order."""
+    the head trained on them sees the images' order. With `num_classes` the
+    labels are float32 one-hot rows."""
     n = len(labels)
     indices = tf.data.Dataset.range(n)
     if training:
@@ -342,6 +608,8 @@ def feature_pipeline(features, labels, batch_size, *, training=False, seed=0):
         x, y = tf.numpy_function(read, [batch], [tf.float32, tf.int32], stateful=False)
         x.set_shape((None, dim))
         y.set_shape((None,))
+        if num_classes is not None:
+            y = tf.one_hot(y, num_classes, dtype="float32")
         return x, y
 
     return indices.batch(batch_size).map(load).prefetch(tf.data.AUTOTUNE)
