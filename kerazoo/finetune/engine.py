@@ -42,6 +42,7 @@ from kerazoo.export import export_source
 from kerazoo.models import create_model
 from kerazoo.optimizers import batch_size_for
 from kerazoo.optimizers import schedules
+from kerazoo.recipes import RecipeError
 from kerazoo.recipes import monitor_mode
 
 STATE = "state.json"
@@ -364,7 +365,7 @@ def _verbose():
     return 1 if sys.stdout.isatty() else 2
 
 
-def _fit(run, n, model, train, validation, stage, callbacks, log):
+def _fit(run, n, model, train, validation, stage, callbacks, log, class_weight=None):
     record = run.stage(n)
     backup = run.dir / "backup" / f"stage{n}"
     epoch = EpochBackup.completed_epochs(backup)
@@ -383,6 +384,7 @@ def _fit(run, n, model, train, validation, stage, callbacks, log):
             callbacks=callbacks,
             verbose=_verbose(),
             shuffle=False,  # the pipeline shuffles, seeded
+            class_weight=class_weight,
         )
     except RuntimeError as error:
         if "NaN or Inf loss" not in str(error):
@@ -414,6 +416,80 @@ def _augment(recipe, stage):
     """The recipe's augmentation when this stage uses it, else None."""
     augment = recipe.data.augment
     return augment if stage.augment and augment.enabled else None
+
+
+def _mixes(recipe, stage):
+    """`{"mixup": ..., "cutmix": ...}` of the recipe when this stage augments
+    (mixing is image augmentation: a stage on cached features has none)."""
+    if not stage.augment:
+        return {"mixup": None, "cutmix": None}
+    return {"mixup": recipe.data.mixup, "cutmix": recipe.data.cutmix}
+
+
+def _loss(stage, mixes):
+    """The stage's loss, and what the report says of it: categorical
+    crossentropy on one-hot labels when the stage smooths or mixes its labels,
+    else sparse categorical crossentropy on class indices."""
+    mixed = [name for name, mix in mixes.items() if mix is not None]
+    if not (stage.label_smoothing or mixed):
+        return "sparse_categorical_crossentropy", "sparse_categorical_crossentropy"
+    loss = keras.losses.CategoricalCrossentropy(label_smoothing=stage.label_smoothing)
+    said = (
+        [f"label smoothing {stage.label_smoothing:g}"] if stage.label_smoothing else []
+    )
+    return loss, f"categorical_crossentropy ({', '.join(said + mixed)})"
+
+
+def class_weights(spec, data):
+    """`fit`'s `class_weight` (`{index: weight}`, every class) for a recipe's
+    `data.class_weight`, or None.
+
+    `balanced` gives class c the weight n / (classes x n_c), from the training
+    split's labels (known before decoding); in a mapping, a key is a class
+    name, or an index when no class has that name, and a class left out
+    weighs 1.
+
+    Raises:
+        RecipeError: A class that the data does not have (named), or
+            `balanced` on a split whose labels are unknown before reading.
+    """
+    if spec is None:
+        return None
+    names = [str(name) for name in data.class_names]
+    k = len(names)
+    if spec == "balanced":
+        labels = data.splits["train"].labels
+        if labels is None:
+            raise RecipeError(
+                "data.class_weight: balanced needs the training split's labels, "
+                f"which {data.uri} does not know before reading its images; give "
+                "{class: weight} instead"
+            )
+        counts = np.bincount(np.asarray(labels), minlength=k)
+        n = counts.sum()
+        # A class with no training image never weighs a loss: 1, not infinity.
+        return {i: float(n / (k * c)) if c else 1.0 for i, c in enumerate(counts)}
+    weights = {}
+    for key, weight in spec.items():
+        if str(key) in names:
+            index = names.index(str(key))
+        elif isinstance(key, int) or key.isdigit():
+            index = int(key)
+        else:
+            index = None
+        if index is None or index >= k:
+            shown = ", ".join(names[:10]) + (", ..." if k > 10 else "")
+            raise RecipeError(
+                f"data.class_weight.{key}: no class {key!r} in {data.uri}; a key "
+                f"is a class name ({shown}) or an index in [0, {k})"
+            )
+        if index in weights:
+            raise RecipeError(
+                f"data.class_weight.{key}: class {names[index]!r} (index {index}) "
+                "is given twice"
+            )
+        weights[index] = float(weight)
+    return {i: weights.get(i, 1.0) for i in range(k)}
 
 
 def _folded_features(parts):
@@ -657,6 +733,8 @@ class Stage:
         optimizer: Callable giving the stage's fresh optimizer.
         test: Callable giving the test dataset evaluated when the stage ends, or
             None.
+        loss: What `compile` gets (`_loss`); its labels are one-hot unless it
+            is sparse categorical crossentropy.
         record: Extra facts for the report (filled by `prepare`).
     """
 
@@ -668,6 +746,7 @@ class Stage:
     validation: typing.Callable
     optimizer: typing.Callable
     test: typing.Callable | None = None
+    loss: object = "sparse_categorical_crossentropy"
     record: dict = dataclasses.field(default_factory=dict)
 
 
@@ -676,15 +755,24 @@ def _stage1(ctx):
     spec = recipe.stage1
     batch = _batch_size(spec, ctx.n_train)
     augment = _augment(recipe, spec)
-    cached = spec.cache_features and augment is None and ctx.nan_batch(1) is None
+    mixes = _mixes(recipe, spec)
+    cached = (
+        spec.cache_features
+        and augment is None
+        and not any(mixes.values())
+        and ctx.nan_batch(1) is None
+    )
     stage = Stage(
         1, spec, parts["head"] if cached else parts["frozen"], None, None, None, None
     )
+    stage.loss, loss = _loss(spec, mixes)
+    one_hot = not isinstance(stage.loss, str)
     files = {}
 
     def prepare():
         freezing.freeze(parts["body"])
         stage.record["cached_features"] = cached
+        stage.record["loss"] = loss
         if cached:
             start = time.perf_counter()
             for split in ("train", "validation", "test"):
@@ -705,14 +793,20 @@ def _stage1(ctx):
             f"stage 1: frozen body, training the head for {spec.epochs} epochs "
             f"(batch {batch}, {spec.optimizer.name} lr "
             f"{spec.optimizer.learning_rate:g}"
-            f"{', on cached features' if cached else ''})"
+            f"{', on cached features' if cached else ''}"
+            f"{f', {loss}' if one_hot else ''})"
         )
 
     def dataset(split, batch_size, training=False):
         if cached:
             file = files[split]
             return feature_pipeline(
-                file, file.labels, batch_size, training=training, seed=recipe.seed
+                file,
+                file.labels,
+                batch_size,
+                training=training,
+                seed=recipe.seed,
+                num_classes=ctx.num_classes if one_hot else None,
             )
         if training:
             return pipelines.dataset(
@@ -720,10 +814,12 @@ def _stage1(ctx):
                 batch_size,
                 training=True,
                 augment=augment,
+                **mixes,
+                one_hot=one_hot,
                 seed=recipe.seed,
                 nan_batch=ctx.nan_batch(1),
             )
-        return pipelines.dataset(split, 64)
+        return pipelines.dataset(split, 64, one_hot=one_hot)
 
     stage.prepare = prepare
     stage.train = lambda: dataset("train", batch, training=True)
@@ -741,15 +837,19 @@ def _stage2(ctx):
         {"body/": spec.body_lr_multiplier} if spec.body_lr_multiplier != 1 else None
     )
     stage = Stage(2, spec, parts["model"], None, None, None, None)
+    mixes = _mixes(recipe, spec)
+    stage.loss, loss = _loss(spec, mixes)
+    one_hot = not isinstance(stage.loss, str)
 
     def prepare():
         trainable = freezing.unfreeze(parts["body"], spec.unfreeze, recipe.batchnorm)
         stage.record["trainable_body_weights"] = len(trainable)
+        stage.record["loss"] = loss
         return (
             f"stage 2: {len(trainable)} body weights unfrozen ({spec.unfreeze}), "
             f"batch norm {recipe.batchnorm}, {spec.epochs} epochs (batch {batch}, "
             f"{spec.optimizer.name} lr {spec.optimizer.learning_rate:g}, body x"
-            f"{spec.body_lr_multiplier:g})"
+            f"{spec.body_lr_multiplier:g}{f', {loss}' if one_hot else ''})"
         )
 
     stage.prepare = prepare
@@ -758,10 +858,12 @@ def _stage2(ctx):
         batch,
         training=True,
         augment=_augment(recipe, spec),
+        **mixes,
+        one_hot=one_hot,
         seed=recipe.seed + 1,
         nan_batch=ctx.nan_batch(2),
     )
-    stage.validation = lambda: ctx.pipelines.dataset("validation", 64)
+    stage.validation = lambda: ctx.pipelines.dataset("validation", 64, one_hot=one_hot)
     stage.optimizer = lambda: _optimizer(
         spec, math.ceil(ctx.n_train / batch), multipliers
     )
@@ -777,6 +879,8 @@ class _Context:
     cache_dir: pathlib.Path
     n_train: int
     log: typing.Callable
+    num_classes: int = 0
+    class_weight: dict | None = None
 
     def nan_batch(self, n):
         debug = self.recipe.debug.nan_batch
@@ -807,13 +911,23 @@ def _run_stage(ctx, stage, strategy):
     with strategy.scope():
         stage.target.compile(
             optimizer=stage.optimizer(),
-            loss="sparse_categorical_crossentropy",
+            loss=stage.loss,
             metrics=["accuracy"],
         )
     log(describe)
     summary = _StageSummary()
     callbacks, best = _callbacks(run_, n, spec, model, summary)
-    _fit(run_, n, stage.target, train, validation, spec, callbacks, log)
+    _fit(
+        run_,
+        n,
+        stage.target,
+        train,
+        validation,
+        spec,
+        callbacks,
+        log,
+        class_weight=ctx.class_weight,
+    )
     last = summary.logs.get("val_accuracy", float("nan"))
     record["last_epoch"] = summary.epochs
     record["best_epoch"] = best.best_epoch
@@ -843,6 +957,13 @@ def _run_stage(ctx, stage, strategy):
 
 def _stages(run_, recipe, data, pipelines, plan, cache_dir, log):
     size = recipe.model.image_size
+    weights = class_weights(recipe.data.class_weight, data)
+    if weights is not None:
+        how = "balanced" if recipe.data.class_weight == "balanced" else "given"
+        line = ", ".join(
+            f"{name} {weights[i]:.3g}" for i, name in enumerate(data.class_names)
+        )
+        log(f"class weights ({how}): {line[:197] + '...' if len(line) > 200 else line}")
     strategy = _strategy(recipe.distribution)
     if recipe.distribution != "none":
         log(
@@ -857,7 +978,17 @@ def _stages(run_, recipe, data, pipelines, plan, cache_dir, log):
         f"input {size[0]}x{size[1]}, {model.count_params():,} parameters, "
         f"{data.num_classes} classes"
     )
-    ctx = _Context(recipe, run_, parts, pipelines, cache_dir, data.sizes["train"], log)
+    ctx = _Context(
+        recipe,
+        run_,
+        parts,
+        pipelines,
+        cache_dir,
+        data.sizes["train"],
+        log,
+        num_classes=data.num_classes,
+        class_weight=weights,
+    )
     for stage in (_stage1(ctx), _stage2(ctx)):
         _run_stage(ctx, stage, strategy)
     test = pipelines.dataset("test", 64, ordered=True)
@@ -918,6 +1049,7 @@ def _finish(run, data, model, body, test, pipelines, plan, log):
             "skipped_files": [
                 {"path": path, "reason": reason} for path, reason in skipped
             ],
+            "class_weight": class_weights(recipe.data.class_weight, data),
         },
         "parameters": int(model.count_params()),
         **stages,
