@@ -188,3 +188,19 @@ def test_an_unknown_class_stops_the_run_before_training(tmp_path):
     with pytest.raises(RecipeError, match="data.class_weight.ten: no class 'ten'"):
         run(r, log=lambda line: None)
     assert not (tmp_path / "run" / "stage1.weights.h5").exists()
+
+
+def test_the_docs_example_is_a_valid_recipe(tmp_path):
+    """docs/finetuning.md's YAML example validates, with every part on."""
+    import re
+
+    page = (pathlib.Path(__file__).parents[2] / "docs" / "finetuning.md").read_text()
+    (block,) = re.findall(r"```yaml\n(.*?)```", page, re.S)
+    path = tmp_path / "regularised.yaml"
+    path.write_text(block)
+    r = load_recipe(path)
+    augment = r.data.augment
+    assert augment.random_resized_crop and augment.rand_augment
+    assert augment.color_jitter.enabled and augment.random_erasing
+    assert r.data.mixup and r.data.cutmix and r.data.class_weight == "balanced"
+    assert r.stage2.label_smoothing == 0.1
