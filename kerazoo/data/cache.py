@@ -173,6 +173,7 @@ class ImageStore:
         self._since_flush = 0
         self._fd = None
         self._memory = None
+        self._attempts = np.zeros(self.size, np.uint8)
         if self.path is None:
             self.status = np.zeros(self.size, np.uint8)
             if pixels:
@@ -194,7 +195,7 @@ class ImageStore:
             status = np.fromfile(status_path, np.uint8)
             reuse = len(status) == self.size
         if reuse:
-            # Files being decoded when a process was killed are read again.
+            # Written by an earlier version, which kept the mark in the status.
             status[status == split_lib.FAILED] = 0
         self.status = status if reuse else np.zeros(self.size, np.uint8)
         if not reuse:
@@ -269,9 +270,12 @@ class ImageStore:
         return pixels, status
 
     def attempt(self, index):
-        """Marks image `index` as being decoded: if the decoder fails on it,
-        the mark stays and names it."""
-        self.status[int(index)] = split_lib.FAILED
+        """Notes that image `index` is being decoded: if the decoder fails on
+        it, the note stays (`put` clears it) and names it. Kept apart from the
+        status, which other passes over the split read meanwhile: a pass given
+        up halfway (Keras starts an iterator it may drop) leaves notes on the
+        images it was decoding, which the next pass reads again."""
+        self._attempts[int(index)] = 1
         return np.int32(0)
 
     def put(self, index, pixels, status):
@@ -285,6 +289,7 @@ class ImageStore:
                 os.pwrite(self._fd, pixels.tobytes(), index * self.record)
         with self._lock:
             self.status[index] = status
+            self._attempts[index] = 0
             self._since_flush += 1
             if self._fd is not None and self._since_flush >= _STATUS_FLUSH:
                 self._flush()
@@ -313,8 +318,12 @@ class ImageStore:
     def skipped(self, names):
         """`[(name, reason)]` of the images found broken; `names(i)` names
         image i."""
-        bad = np.flatnonzero(self.status > split_lib.OK)
-        return [(names(int(i)), split_lib.STATUS[int(self.status[i])]) for i in bad]
+        status = self.status.copy()
+        # Attempted, never stored: the decoder failed on it (`ignore_errors`
+        # dropped it).
+        status[(self._attempts == 1) & (status == 0)] = split_lib.FAILED
+        bad = np.flatnonzero(status > split_lib.OK)
+        return [(names(int(i)), split_lib.STATUS[int(status[i])]) for i in bad]
 
     def __del__(self):
         try:

@@ -487,7 +487,7 @@ class Pipelines:
             )
         )
         # A file whose bytes look whole but that the decoder fails on: dropped
-        # here, named by the FAILED mark it keeps in the store.
+        # here, named by the note of its attempt that it leaves in the store.
         dataset = dataset.ignore_errors()
         dataset = dataset.filter(lambda x, y, status, i: tf.equal(status, split_lib.OK))
         if with_index:

@@ -16,8 +16,8 @@ import json
 
 import numpy as np
 
-# Status of an element; 0 is "not read yet" in a cache's table. FAILED marks a
-# file while it is decoded: one that TensorFlow's decoder fails on keeps it.
+# Status of an element; 0 is "not read yet" in a cache's table. FAILED names a
+# file that TensorFlow's decoder failed on (see `ImageStore.attempt`).
 OK, EMPTY, NOT_IMAGE, TRUNCATED, FAILED = 1, 2, 3, 4, 5
 STATUS = {
     EMPTY: "empty file",

@@ -258,3 +258,29 @@ def test_feature_file_resumes_after_a_kill_and_gives_the_same_rows(tmp_path):
     np.testing.assert_array_equal(done.labels, np.arange(100))
     assert np.load(tmp_path / "f.npy").shape == (100, 3)  # a plain .npy file
     assert FeatureFile(tmp_path / "f.npy", 100, 3, "other").rows == 0
+
+
+def test_two_passes_at_once_over_a_cold_cache_lose_no_image(tmp_path, monkeypatch):
+    """Two passes over one split at once (Keras may start an iterator before
+    the last is done), each seeing the other's images half decoded, lose no
+    image and name none broken."""
+    import time
+
+    put = ImageStore.put
+
+    def slow_put(self, index, pixels, status):
+        time.sleep(0.01)  # keeps each image "being decoded" a while
+        return put(self, index, pixels, status)
+
+    monkeypatch.setattr(ImageStore, "put", slow_put)
+    write_folder(tmp_path, {"a": 12, "b": 12})
+    data = load_data(f"folder:{tmp_path}?validation=0.25&test=0.25")
+    for mode in ("memory", "none"):
+        pipelines = Pipelines(data, (8, 8), cache=mode)
+        passes = [iter(pipelines.dataset("train", 1)) for _ in range(2)]
+        got = [0, 0]
+        for _ in range(data.sizes["train"]):
+            for k, batches in enumerate(passes):
+                got[k] += len(next(batches, ((), ()))[1])
+        assert got == [data.sizes["train"]] * 2, mode
+        assert pipelines.skipped() == []
