@@ -66,6 +66,8 @@ import sys
 import tempfile
 import time
 
+from kerazoo.bench import machine as kerazoo_machine
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 SCRIPT = pathlib.Path(__file__).resolve()
@@ -474,33 +476,6 @@ def plot(rows, modes, path, title):
     plt.close(fig)
 
 
-def machine():
-    import importlib.metadata
-    import platform
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(
-                (line.split(":", 1)[1].strip() for line in f if "model name" in line),
-                cpu,
-            )
-    except OSError:
-        pass
-    versions = {}
-    for package in ("tensorflow", "keras"):
-        try:
-            versions[package] = importlib.metadata.version(package)
-        except importlib.metadata.PackageNotFoundError:
-            versions[package] = None
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "python": platform.python_version(),
-        **versions,
-    }
-
-
 def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -532,7 +507,7 @@ def main(argv=None):
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     report = {
-        "machine": machine(),
+        "machine": kerazoo_machine(),
         "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
         "command": shlex.join(["python", "benchmarks/bench_data_scale.py", *argv]),
         "settings": {
@@ -552,7 +527,7 @@ def main(argv=None):
     }
     m = report["machine"]
     print(
-        f"{m['cpu']}, {m['cores']} cores; TensorFlow {m['tensorflow']}, Keras "
+        f"{m['cpu']}, {m['cpus']} cores; TensorFlow {m['tensorflow']}, Keras "
         f"{m['keras']}; sizes {', '.join(f'{s:,}' for s in sizes)}; cache "
         f"{', '.join(args.modes)}; {args.model} ({weights or 'random'} weights) at "
         f"{image_size} px, batch {BATCH}, {steps} steps",
@@ -606,7 +581,7 @@ def main(argv=None):
         report["rows"],
         args.modes,
         png,
-        f"kerazoo data layer: {m['cpu']}, {m['cores']} cores, {report['date'][:10]}",
+        f"kerazoo data layer: {m['cpu']}, {m['cpus']} cores, {report['date'][:10]}",
     )
     print()
     print(table(report["rows"]))

@@ -317,7 +317,7 @@ def test_bench_data_scale_reports_each_size_and_cache_mode(tmp_path, capsys):
             "peak_rss_mib",
         ):
             assert r[key] > 0, key
-    assert report["machine"]["cores"] >= 1 and report["machine"]["tensorflow"]
+    assert report["machine"]["cpus"] >= 1 and report["machine"]["tensorflow"]
     # Per cache mode: peak RSS, time to first batch, pipeline vs training.
     assert [g["cache"] for g in report["goals"]] == ["disk"] * 3 + ["none"] * 3
     # The disk caches of the runs are removed; the JPEGs stay for the next run.
