@@ -90,7 +90,7 @@ def _size(n):
         n /= 1000
 
 
-def plan_cache(mode, image_size, sizes, directory, memory=None):
+def plan_cache(mode, image_size, sizes, directory, memory=None, streamed=False):
     """Decides where decoded images go (`data.cache` of a recipe).
 
     Args:
@@ -99,6 +99,8 @@ def plan_cache(mode, image_size, sizes, directory, memory=None):
         sizes: Images per split.
         directory: Folder for a disk cache.
         memory: Bytes available (default: `available_memory()`).
+        streamed: The splits are `tfds:` streams, which are read from their
+            record files every epoch and not cached (the plan says so).
 
     Returns:
         A `CachePlan`.
@@ -110,6 +112,12 @@ def plan_cache(mode, image_size, sizes, directory, memory=None):
     total = count * height * width * 3
     what = f"{count:,} images x {height}x{width}x3 uint8 = {_size(total)}"
     directory = pathlib.Path(directory) if directory is not None else None
+    if streamed:
+        reason = (
+            f"none: tfds splits are read from their record files every epoch "
+            f"({what}; data.cache: {mode} applies to file and array sources)"
+        )
+        return CachePlan("none", None, reason, total)
     if mode == "none":
         return CachePlan("none", None, f"no cache (data.cache: none; {what})", total)
     if mode == "memory":

@@ -699,7 +699,8 @@ def _run(recipe, *, restart, log):
         log(f"  {line if len(line) <= 200 else line[:197] + '...'}")
     size = recipe.model.image_size
     cache_dir = pathlib.Path(recipe.data.cache_dir or run_.dir / "cache")
-    plan = plan_cache(recipe.data.cache, size, data.sizes, cache_dir)
+    streamed = not all(s.random_access for s in data.splits.values())
+    plan = plan_cache(recipe.data.cache, size, data.sizes, cache_dir, streamed=streamed)
     log(f"data cache: {plan.reason}")
     pipelines = Pipelines(
         data,

@@ -225,6 +225,8 @@ def test_plan_cache_says_which_and_why():
     big = plan_cache("auto", (224, 224), {"train": 1_000_000}, "c", memory=8e9)
     assert big.mode == "disk" and "more than 25%" in big.reason
     assert "150.5 GB" in big.reason
+    tfds = plan_cache("auto", (64, 64), {"train": 10}, "c", streamed=True)
+    assert tfds.mode == "none" and "tfds splits are read" in tfds.reason
     with pytest.raises(ValueError, match="allowed: auto, memory, disk, none"):
         plan_cache("ram", (8, 8), {"train": 1}, "c")
 
