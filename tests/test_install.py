@@ -24,8 +24,6 @@ import kerazoo
 ROOT = Path(__file__).resolve().parents[1]
 BUILD_INPUTS = ("kerazoo", "setup.cfg", "pyproject.toml", "README.md")
 
-# TensorFlow's C++ start-up lines (the absl ones ignore TF_CPP_MIN_LOG_LEVEL).
-START_UP = ("absl::InitializeLog", "cudart_stub.cc", "cpu_feature_guard", "oneDNN")
 
 # Runs `kerazoo.cli.main` on each argv of argv[2] (JSON) and prints the exit
 # codes, where kerazoo was imported from, and the files of the checkout
@@ -127,8 +125,6 @@ def test_the_installed_command_runs_an_experiment_and_a_benchmark(installed, tmp
     bench = json.loads((tmp_path / "bench.json").read_text())
     assert [t["what"] for t in bench["targets"]] == ["training step", "inference"]
     assert "densenet121" in result.stdout and "targets hold" in result.stdout
-    for line in START_UP:
-        assert line not in result.stderr, result.stderr[-3000:]
 
 
 def test_the_installed_version_imports_no_tensorflow(installed, tmp_path):
