@@ -167,7 +167,12 @@ class ResidualBlock(BlockMixin, keras.layers.Layer):
         n = len(self.convs)
         if self.preactivation:
             x = self.acts[0](self.norms[0](inputs, training=training))
-            residual = self.projection(x) if self.projection is not None else inputs
+            if self.projection is not None:
+                residual = self.projection(x)
+            elif self.shortcut_type == "zero_pad":
+                residual = self._zero_pad_shortcut(inputs)
+            else:
+                residual = inputs
             for i in range(n):
                 if i:
                     x = self.acts[i](self.norms[i](x, training=training))

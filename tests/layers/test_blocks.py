@@ -207,6 +207,19 @@ def test_zero_pad_shortcut_is_option_a():
     np.testing.assert_allclose(out, expected, atol=1e-6)
 
 
+def test_preactivation_zero_pad_shortcut_subsamples_and_pads():
+    # A pre-activation block adds the shortcut without an activation after it:
+    # with zero kernels its output is exactly the zero-padded, subsampled input.
+    block = ResidualBlock(6, strides=2, shortcut_type="zero_pad", preactivation=True)
+    x = np.random.default_rng(0).normal(size=(2, 8, 8, 4)).astype("float32")
+    assert block.compute_output_shape(x.shape) == (2, 4, 4, 6)
+    block(x)
+    _zero_kernels(block)
+    out = keras.ops.convert_to_numpy(block(x, training=False))
+    expected = np.pad(x[:, ::2, ::2, :], [(0, 0)] * 3 + [(1, 1)])
+    np.testing.assert_allclose(out, expected, atol=1e-6)
+
+
 def _zero_kernels(block):
     for w in block.weights:
         if "kernel" in w.path:
