@@ -274,11 +274,29 @@ def test_base_class_features_keep_working():
     opt.apply_gradients([(np.array([3.0], "float32"), var)])
     np.testing.assert_allclose(var.numpy(), [1.0 - 0.1 * 2.0], rtol=1e-6)
 
-    model = _keras_network()
-    model.compile(
-        optimizer=optimizers.Adam(use_ema=True, ema_momentum=0.9),
-        loss="mse",
-        jit_compile=False,
-    )
-    history = model.fit(X, Y, epochs=2, verbose=0)
-    assert np.isfinite(history.history["loss"]).all()
+    # EMA: the average follows `m * average + (1 - m) * value` after each
+    # step (the first step copies the value) and replaces the weights when
+    # training ends. lr 0.1, m 0.5, gradients 1 then 3: values -0.1, -0.4;
+    # averages -0.1, 0.5 * -0.1 + 0.5 * -0.4 = -0.25.
+    var = keras.Variable(np.array([0.0], "float32"))
+    opt = optimizers.SGD(learning_rate=0.1, use_ema=True, ema_momentum=0.5)
+    opt.apply_gradients([(np.array([1.0], "float32"), var)])
+    opt.apply_gradients([(np.array([3.0], "float32"), var)])
+    np.testing.assert_allclose(var.numpy(), [-0.4], rtol=1e-6)
+    opt.finalize_variable_values([var])
+    np.testing.assert_allclose(var.numpy(), [-0.25], rtol=1e-6)
+
+    # `fit` ends with the averaged weights: they differ from those of the same
+    # training without EMA.
+    final = {}
+    for use_ema in (False, True):
+        model = _keras_network()
+        model.compile(
+            optimizer=optimizers.Adam(use_ema=use_ema, ema_momentum=0.9),
+            loss="mse",
+            jit_compile=False,
+        )
+        history = model.fit(X, Y, epochs=2, batch_size=8, verbose=0)
+        assert np.isfinite(history.history["loss"]).all()
+        final[use_ema] = np.concatenate([w.ravel() for w in model.get_weights()])
+    assert np.abs(final[True] - final[False]).max() > 1e-4
