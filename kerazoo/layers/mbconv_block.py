@@ -1,12 +1,30 @@
 import keras
 
+from kerazoo._checks import check_choice
 from kerazoo._checks import check_fraction
+from kerazoo._checks import check_positive
 from kerazoo._checks import check_positive_int
 from kerazoo.api import register
 from kerazoo.layers._utils import BlockMixin
 from kerazoo.layers._utils import check_image_input
 from kerazoo.layers._utils import spatial_output_shape
 from kerazoo.layers.squeeze_excite import SqueezeExcite
+
+SE_FROM = ("input", "expanded")
+
+
+def make_divisible(value, divisor=8):
+    """`value` rounded to the nearest multiple of `divisor`, never below
+    `divisor` and never more than 10% below `value` (the channel rounding of
+    MobileNetV2/V3 and EfficientNet).
+
+    >>> make_divisible(72), make_divisible(4), make_divisible(16 * 0.35)
+    (72, 8, 8)
+    """
+    rounded = max(divisor, int(value + divisor / 2) // divisor * divisor)
+    if rounded < 0.9 * value:
+        rounded += divisor
+    return int(rounded)
 
 
 @register
@@ -22,17 +40,36 @@ class MBConvBlock(BlockMixin, keras.layers.Layer):
 
     EfficientNet uses swish and SE (`se_ratio=0.25`, squeeze channels computed from
     the block's input channels); EfficientNet-Lite uses `activation="relu6"` and
-    no SE (`se_ratio=None`). Convolutions use TensorFlow's "same" padding, which
-    pads the bottom/right more for even sizes at stride 2, as the published
-    weights expect.
+    no SE (`se_ratio=None`); MobileNetV2 uses `"relu6"` and no SE. MobileNetV3
+    uses `"relu"` or `"hard_swish"`, fractional expansions, and an SE with a ReLU
+    and a hard-sigmoid gate whose squeeze is a quarter of the expanded width, all
+    widths rounded to multiples of 8: `se_from="expanded"`, `se_activation="relu"`,
+    `se_gate_activation="hard_sigmoid"`, `divisor=8`. Convolutions use
+    TensorFlow's "same" padding, which pads the bottom/right more for even sizes
+    at stride 2, as the published weights expect.
 
     Args:
         filters: Output channels.
-        expand_ratio: Channel expansion of the first 1x1 convolution.
+        expand_ratio: Channel expansion of the first 1x1 convolution, a
+            positive number (MobileNetV3 has 4.5, 2.3, ...); 1 means no
+            expansion convolution. The expanded width is `input_channels *
+            expand_ratio`, rounded to an integer (by `divisor` when set).
         kernel_size: Size of the depthwise kernel (3 or 5 in EfficientNet).
         strides: Stride of the depthwise convolution.
         se_ratio: Squeeze-and-excitation ratio in (0, 1], or None for no SE.
-        activation: The activation (`"swish"`, `"relu6"`, ...).
+        se_from: The width `se_ratio` applies to: `"input"`, the block's input
+            channels (EfficientNet), or `"expanded"`, the depthwise
+            convolution's channels (MobileNetV3).
+        se_activation: Activation after the squeeze; default (None): the
+            block's `activation`.
+        se_gate_activation: Activation of the SE gate (`"sigmoid"`, or
+            `"hard_sigmoid"` as in MobileNetV3).
+        divisor: When set, the expanded and squeeze widths are rounded to a
+            multiple of it with `make_divisible` (nearest multiple, never below
+            `divisor` nor more than 10% down; MobileNetV3: 8). When None the
+            expanded width is rounded to the nearest integer and the squeeze
+            width is `max(1, int(width * se_ratio))`.
+        activation: The activation (`"swish"`, `"relu6"`, `"hard_swish"`, ...).
         drop_rate: Stochastic-depth rate of the residual branch, in [0, 1).
         kernel_initializer: Initializer of the convolution kernels.
         kernel_regularizer: Optional regularizer of the convolution kernels.
@@ -67,6 +104,10 @@ class MBConvBlock(BlockMixin, keras.layers.Layer):
         kernel_size=3,
         strides=1,
         se_ratio=None,
+        se_from="input",
+        se_activation=None,
+        se_gate_activation="sigmoid",
+        divisor=None,
         activation="swish",
         drop_rate=0.0,
         kernel_initializer="he_normal",
@@ -79,7 +120,8 @@ class MBConvBlock(BlockMixin, keras.layers.Layer):
     ):
         super().__init__(**kwargs)
         self.filters = check_positive_int("filters", filters)
-        self.expand_ratio = check_positive_int("expand_ratio", expand_ratio)
+        check_positive("expand_ratio", expand_ratio)
+        self.expand_ratio = expand_ratio
         self.kernel_size = check_positive_int("kernel_size", kernel_size)
         self.strides = check_positive_int("strides", strides)
         if se_ratio is not None:
@@ -87,6 +129,12 @@ class MBConvBlock(BlockMixin, keras.layers.Layer):
                 "se_ratio", se_ratio, low_inclusive=False, high_inclusive=True
             )
         self.se_ratio = se_ratio
+        self.se_from = check_choice("se_from", se_from, SE_FROM)
+        self.se_activation = (
+            None if se_activation is None else keras.activations.get(se_activation)
+        )
+        self.se_gate_activation = keras.activations.get(se_gate_activation)
+        self.divisor = check_positive_int("divisor", divisor, allow_none=True)
         self.drop_rate = check_fraction("drop_rate", drop_rate)
         self._set_common(
             activation,
@@ -126,10 +174,9 @@ class MBConvBlock(BlockMixin, keras.layers.Layer):
     def build(self, input_shape):
         channels = check_image_input(self, input_shape, self.data_format)
         shape = tuple(input_shape)
+        expanded = self._expanded_channels(channels)
         if self.expand_ratio != 1:
-            self.expand = self._conv(
-                channels * self.expand_ratio, 1, name="expand_conv"
-            )
+            self.expand = self._conv(expanded, 1, name="expand_conv")
             self.expand.build(shape)
             shape = self.expand.compute_output_shape(shape)
             self.expand_norm = self._norm(name="expand_bn")
@@ -139,9 +186,12 @@ class MBConvBlock(BlockMixin, keras.layers.Layer):
         shape = self.depthwise.compute_output_shape(shape)
         self.depthwise_norm.build(shape)
         if self.se_ratio:
+            base = channels if self.se_from == "input" else expanded
+            se_activation = self.se_activation or self.activation
             self.se = SqueezeExcite(
-                squeeze_filters=max(1, int(channels * self.se_ratio)),
-                activation=keras.activations.serialize(self.activation),
+                squeeze_filters=self._round(base * self.se_ratio, truncate=True),
+                activation=keras.activations.serialize(se_activation),
+                gate_activation=keras.activations.serialize(self.se_gate_activation),
                 kernel_initializer=keras.initializers.serialize(
                     self.kernel_initializer
                 ),
@@ -159,6 +209,18 @@ class MBConvBlock(BlockMixin, keras.layers.Layer):
                 dtype=self.dtype_policy,
                 name="stochastic_depth",
             )
+
+    def _round(self, width, truncate=False):
+        if self.divisor:
+            return make_divisible(width, self.divisor)
+        # The squeeze width has always been truncated, the expanded one exact
+        # for integer ratios.
+        return max(1, int(width) if truncate else round(width))
+
+    def _expanded_channels(self, channels):
+        if self.expand_ratio == 1:
+            return channels
+        return self._round(channels * self.expand_ratio)
 
     def folding_pairs(self):
         pairs = [(self.expand, self.expand_norm)] if self.expand is not None else []
@@ -200,6 +262,14 @@ class MBConvBlock(BlockMixin, keras.layers.Layer):
             "kernel_size": self.kernel_size,
             "strides": self.strides,
             "se_ratio": self.se_ratio,
+            "se_from": self.se_from,
+            "se_activation": (
+                None
+                if self.se_activation is None
+                else keras.activations.serialize(self.se_activation)
+            ),
+            "se_gate_activation": keras.activations.serialize(self.se_gate_activation),
+            "divisor": self.divisor,
             "drop_rate": self.drop_rate,
             **self._common_config(),
         }
