@@ -60,6 +60,46 @@ def sublayers(layer, include_self=False, recursive=True):
     return list(layer._flatten_layers(include_self=include_self, recursive=recursive))
 
 
+@contextlib.contextmanager
+def record_outputs(layers):
+    """Records what each of `layers` returns while the block runs: yields a
+    dict `{id(layer): [output of each call, in call order]}`, filled as the
+    layers are called eagerly.
+
+    Replaces each layer's `call` with a recording wrapper set on the instance
+    (removed on exit, which restores the class's method). Keras has no forward
+    hooks; this works because `Operation.__call__` looks up `self.call` at
+    each call, so an instance attribute takes the class's place. It sees a
+    layer however deep it sits (inside a nested model or a composite block
+    such as `kerazoo.layers.ResidualBlock`), which a probe `keras.Model` to
+    `layer.output` cannot (a nested model's layers have no output in the
+    outer graph, a block's sublayers none at all). Run the model eagerly
+    (`model(x)`, not `predict`): a traced function records symbolic values.
+
+    Checked against Keras 3.15.1.
+    """
+    outputs = {}
+
+    def recording(layer, call):
+        @functools.wraps(call)
+        def wrapper(*args, **kwargs):
+            result = call(*args, **kwargs)
+            outputs.setdefault(id(layer), []).append(result)
+            return result
+
+        return wrapper
+
+    patched = []
+    try:
+        for layer in layers:
+            layer.call = recording(layer, layer.call)
+            patched.append(layer)
+        yield outputs
+    finally:
+        for layer in patched:
+            del layer.call
+
+
 def call_inputs(operation):
     """The symbolic input tensors of each call of a layer in functional graphs:
     a list with one list of `KerasTensor`s per call (empty when the layer was

@@ -96,6 +96,27 @@ def _nested_model():
     return keras.Model(x, out, name="outer"), x, y, z
 
 
+def test_record_outputs_sees_layers_inside_nested_models_and_is_undone():
+    model, *_ = _nested_model()
+    inner = model.get_layer("inner").get_layer("inner_dense")
+    shared = model.get_layer("shared")
+    x = np.ones((2, 4), "float32")
+    with _compat.record_outputs([shared, inner]) as outputs:
+        out = model(x)
+    # In call order, a shared layer once per call.
+    assert list(outputs) == [id(inner), id(shared)]
+    assert len(outputs[id(shared)]) == 2
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(outputs[id(inner)][0]),
+        keras.ops.convert_to_numpy(inner(x)),
+        rtol=1e-6,
+    )
+    assert "call" not in vars(shared) and "call" not in vars(inner)
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(model(x)), keras.ops.convert_to_numpy(out)
+    )
+
+
 def test_sublayers_walks_nested_models_and_blocks_once_each():
     from kerazoo.layers import ResidualBlock
 

@@ -240,9 +240,41 @@ def test_lsuv_on_a_conv_network():
         assert 0.9 <= row["std"] <= 1.1
 
 
+def test_lsuv_reaches_the_layers_inside_a_zoo_models_body():
+    # A zoo model's convolutions sit in blocks, inside stage models, inside the
+    # nested `body` model: none is a top-level layer of the model.
+    from kerazoo import _compat
+    from kerazoo.models import create_model
+
+    model = create_model("resnet20", num_classes=4, input_shape=(16, 16, 3))
+    convs = [
+        layer
+        for layer in _compat.sublayers(model)
+        if isinstance(layer, keras.layers.Conv2D)
+    ]
+    assert len(convs) >= 19 and not set(convs) & set(model.layers)
+    x = np.random.default_rng(0).normal(size=(32, 16, 16, 3)).astype("float32")
+    before = [c.kernel.numpy().copy() for c in convs]
+    report = initializers.lsuv_init(model, x, seed=0)
+    names = [name for name, _, _ in report]
+    # In forward order, the stem's convolution first; the softmax classifier
+    # keeps its initialization.
+    assert names[0] == "conv1" and "predictions" not in names
+    assert len(report) == len(convs)
+    assert all(abs(std - 1.0) <= 0.05 for _, std, _ in report), report
+    assert all(
+        not np.allclose(b, c.kernel.numpy()) for b, c in zip(before, convs, strict=True)
+    )
+    # The last conv's output really has unit std in a fresh forward pass.
+    with _compat.record_outputs([convs[-1]]) as outputs:
+        model(x, training=False)
+    std = float(np.std(keras.ops.convert_to_numpy(outputs[id(convs[-1])][0])))
+    assert abs(std - 1.0) <= 0.05
+
+
 def test_lsuv_refuses_models_without_kernels():
     model = keras.Sequential([keras.Input((4,)), keras.layers.Activation("relu")])
-    with pytest.raises(ValueError, match="no top-level layer with a kernel"):
+    with pytest.raises(ValueError, match="no layer with a kernel"):
         initializers.lsuv_init(model, np.ones((8, 4)))
 
 
