@@ -54,7 +54,8 @@ def create_model(
     (a `ScopedModel`, so its variable paths start with `body/` for good), made of
     `stem`, `stage1` ... `stageN` (and, for some families, `top`), each a nested
     model a user can freeze or unfreeze. The head is global pooling (layer
-    `"pool"`), dropout and a `Dense` named `"predictions"`.
+    `"pool"`), for some families a `Dense` `"pre_logits"` (`ModelInfo.pre_logits`:
+    MobileNetV3), dropout and a `Dense` named `"predictions"`.
 
     Args:
         name: A registered name (`list_models()`).
@@ -171,6 +172,9 @@ def create_model(
         else keras.layers.GlobalMaxPooling2D
     )
     x = pool(name="pool")(features)
+    if info.pre_logits is not None:
+        units, activation = info.pre_logits
+        x = keras.layers.Dense(units, activation=activation, name="pre_logits")(x)
     if dropout:
         x = keras.layers.Dropout(dropout, name="dropout")(x)
     outputs = keras.layers.Dense(

@@ -37,6 +37,11 @@ class ModelInfo:
             networks).
         params: Trainable parameters with the default options and classes (the
             published size; the tests build every model and check it).
+        pre_logits: `(units, activation)` of a `Dense` layer `"pre_logits"`
+            that the classifier puts between the pooling and the dropout, or
+            None. MobileNetV3 has one (its 1x1 convolution on the pooled
+            features); it is part of the head, so `include_top=False` leaves it
+            out, as keras.applications does.
     """
 
     name: str
@@ -50,6 +55,7 @@ class ModelInfo:
     paper: str = ""
     num_classes: int = 1000
     params: int = None
+    pre_logits: tuple = None
 
 
 _REGISTRY = {}
@@ -66,6 +72,7 @@ def register_model(
     paper="",
     num_classes=1000,
     params=None,
+    pre_logits=None,
 ):
     """Registers a body factory under `name` (default: the function's name).
 
@@ -97,6 +104,7 @@ def register_model(
             paper=paper,
             num_classes=num_classes,
             params=params,
+            pre_logits=pre_logits,
         )
         return fn
 
