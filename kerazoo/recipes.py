@@ -622,7 +622,12 @@ class Recipe(_Strict):
     head: Head = Head()
     stage1: Stage1
     stage2: Stage2
-    batchnorm: typing.Literal["frozen", "train"] = "frozen"
+    batchnorm: typing.Literal["frozen", "train"] = Field(
+        "frozen",
+        description="Batch norm in stage 2: `frozen` keeps the pretrained "
+        "statistics (inference mode), `train` updates them. Left out, it follows "
+        "the body: `frozen` for pretrained weights, `train` for weights: null.",
+    )
     distribution: typing.Literal["none", "mirrored", "multi_worker"] = Field(
         "none",
         description="`mirrored`: MirroredStrategy over this machine's GPUs.",
@@ -658,6 +663,37 @@ class Recipe(_Strict):
                 "Keras 3.15); use 'mirrored' for the GPUs of one machine"
             )
         return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _batchnorm_follows_the_body(cls, data):
+        # A random body has no statistics worth freezing: frozen, its batch
+        # norms would normalise with the initial mean 0 and variance 1.
+        if isinstance(data, dict) and "batchnorm" not in data:
+            model = data.get("model")
+            if isinstance(model, ModelSpec):
+                weights = model.weights
+            elif isinstance(model, dict):
+                weights = model.get("weights", "imagenet")
+            else:
+                return data
+            data = {**data, "batchnorm": "frozen" if weights else "train"}
+        return data
+
+    @model_validator(mode="after")
+    def _frozen_batchnorm_needs_pretrained_weights(self):
+        if (
+            self.batchnorm == "frozen"
+            and self.model.weights is None
+            and self.stage2.epochs
+        ):
+            raise ValueError(
+                "batchnorm: frozen keeps the statistics of pretrained batch norms, "
+                "but model.weights is null: the body's batch norms would normalise "
+                "with their initial mean 0 and variance 1 and stage 2 would train "
+                "at chance; use batchnorm: train (the default for weights: null)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _searchable(self):

@@ -293,3 +293,24 @@ def test_bad_label_smoothing_names_the_stage(value):
     data = tiny()
     data["stage2"]["label_smoothing"] = value
     assert f"stage2.label_smoothing: received {value!r}" in _error(data)
+
+
+def test_batchnorm_default_follows_whether_the_body_is_pretrained():
+    # A random body's batch norms have no statistics to keep: frozen, resnet20
+    # on digits trained at chance (test accuracy 0.10 after 3 epochs).
+    data = tiny()
+    del data["batchnorm"]
+    assert validate_recipe(data).batchnorm == "train"
+    data["model"]["weights"] = "imagenet"
+    data["model"]["name"] = "efficientnet_lite0"
+    assert validate_recipe(data).batchnorm == "frozen"
+
+
+def test_frozen_batchnorm_on_a_random_body_is_refused_with_the_reason():
+    data = tiny()
+    data["batchnorm"] = "frozen"
+    message = _error(data)
+    assert "batchnorm: frozen" in message and "model.weights is null" in message
+    assert "batchnorm: train" in message
+    data["stage2"]["epochs"] = 0  # no stage 2: the body stays frozen anyway
+    assert validate_recipe(data).batchnorm == "frozen"
