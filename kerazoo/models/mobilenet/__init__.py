@@ -2,8 +2,11 @@
 `kerazoo.layers.MBConvBlock` and registered from `presets.PRESETS`.
 
 Names: `mobilenet_v2_035` ... `mobilenet_v2_140` (the width times 100),
-`mobilenet_v3_small`, `mobilenet_v3_large`. MobileNetV3's classifier has a
-Dense layer (`"pre_logits"`, hard-swish) between the pooling and the dropout,
+`mobilenet_v3_small`, `mobilenet_v3_large`, and the minimalistic variants
+`mobilenet_v3_small_minimal`, `mobilenet_v3_large_minimal` (3x3 kernels, ReLU,
+no squeeze-excite). MobileNetV3's classifier has a Dense layer
+(`"pre_logits"`, hard-swish; ReLU when minimalistic) between the pooling and
+the dropout,
 its papers' 1x1 convolution on the pooled features; with `include_top=False`
 the model ends at the pooled `top` features, as keras.applications' does.
 """
@@ -40,7 +43,7 @@ def _register_v2(name, width, params):
     return build
 
 
-def _register_v3(name, size, width, params):
+def _register_v3(name, size, width, params, minimalistic=False):
     @register_model(
         name,
         family="mobilenet_v3",
@@ -50,19 +53,24 @@ def _register_v3(name, size, width, params):
         preprocessing="tf",
         dropout=0.2,
         paper=PAPER_V3,
-        pre_logits=(v3_pre_logits(size, width), "hard_swish"),
+        pre_logits=(
+            v3_pre_logits(size, width),
+            "relu" if minimalistic else "hard_swish",
+        ),
     )
     def build(inputs, norm_epsilon=1e-3, norm_momentum=0.99):
         return mobilenet_v3_body(
             inputs,
             size,
             width,
+            minimalistic=minimalistic,
             norm_epsilon=norm_epsilon,
             norm_momentum=norm_momentum,
         )
 
+    variant = ", minimalistic" if minimalistic else ""
     build.__name__ = name
-    build.__doc__ = f"{name}: MobileNetV3-{size.title()}, 224x224 input."
+    build.__doc__ = f"{name}: MobileNetV3-{size.title()}{variant}, 224x224 input."
     return build
 
 
@@ -71,5 +79,9 @@ for _name, _preset in PRESETS.items():
         globals()[_name] = _register_v2(_name, _preset["width"], _preset["params"])
     else:
         globals()[_name] = _register_v3(
-            _name, _preset["size"], _preset["width"], _preset["params"]
+            _name,
+            _preset["size"],
+            _preset["width"],
+            _preset["params"],
+            _preset.get("minimalistic", False),
         )

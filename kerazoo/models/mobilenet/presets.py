@@ -7,8 +7,9 @@ PAPER_V2 = (
 )
 PAPER_V3 = "Howard et al., Searching for MobileNetV3, ICCV 2019"
 
-# name: {version, width, size (V3), params, application (keras.applications'
-# constructor and its arguments, for the tests and the weight ports)}.
+# name: {version, width, size and minimalistic (V3), params, application
+# (keras.applications' constructor and its arguments, for the tests and the
+# weight ports)}.
 PRESETS = {
     **{
         f"mobilenet_v2_{round(width * 100):03d}": {
@@ -39,5 +40,22 @@ PRESETS = {
         "width": 1.0,
         "params": 5_483_032,
         "application": ("MobileNetV3Large", {}),
+    },
+    # The papers' minimalistic variants: 3x3 kernels, ReLU, no squeeze-excite.
+    "mobilenet_v3_small_minimal": {
+        "version": 3,
+        "size": "small",
+        "width": 1.0,
+        "minimalistic": True,
+        "params": 2_044_736,
+        "application": ("MobileNetV3Small", {"minimalistic": True}),
+    },
+    "mobilenet_v3_large_minimal": {
+        "version": 3,
+        "size": "large",
+        "width": 1.0,
+        "minimalistic": True,
+        "params": 3_924_288,
+        "application": ("MobileNetV3Large", {"minimalistic": True}),
     },
 }
