@@ -278,6 +278,25 @@ def _cmd_finetune(args):
     return 0
 
 
+def _cmd_interpret(args):
+    from kerazoo.finetune.interpret import InterpretError
+    from kerazoo.finetune.interpret import interpret
+    from kerazoo.finetune.interpret import parse_indices
+    from kerazoo.recipes import RecipeError
+
+    try:
+        images = None if args.images is None else parse_indices(args.images)
+        summary = interpret(args.run_dir, images=images, top=args.top, log=_log)
+    except (InterpretError, RecipeError, ValueError, FileNotFoundError) as error:
+        print(f"kerazoo interpret: error: {error}", file=sys.stderr)
+        return 1
+    print(
+        f"test accuracy {summary['test_accuracy']:.4f}, macro F1 "
+        f"{summary['averages']['macro']['f1']:.4f}; open {summary['files']['html']}"
+    )
+    return 0
+
+
 def _cmd_export(args):
     from kerazoo.export import ExportError
     from kerazoo.export import export_source
@@ -554,6 +573,33 @@ def build_parser():
         help="delete the run in output_dir and start over instead of resuming",
     )
     p.set_defaults(func=_cmd_finetune)
+
+    p = sub.add_parser(
+        "interpret",
+        help="per-class metrics, confusions, top losses and Grad-CAM of a run",
+        description=(
+            "From a finished run directory, on the test split of the recipe's "
+            "data: a per-class precision/recall/F1 table, the most confused "
+            "pairs, a grid of the highest-loss test images and Grad-CAM overlays "
+            "from the body's last feature map; writes RUN_DIR/interpret/ "
+            "(top_losses.png, grad_cam.png, interpret.json and a self-contained "
+            "report.html with the run's plots)."
+        ),
+    )
+    p.add_argument("run_dir", help="a run's output_dir, e.g. runs/quickstart")
+    p.add_argument(
+        "--images",
+        metavar="I,J,...",
+        help="test-image positions for Grad-CAM, e.g. 0,5,7 (default: the "
+        "highest-loss ones, at most 8)",
+    )
+    p.add_argument(
+        "--top",
+        type=_positive_int,
+        default=16,
+        help="highest-loss images in the grid (default: %(default)s)",
+    )
+    p.set_defaults(func=_cmd_interpret)
 
     p = sub.add_parser(
         "export",
