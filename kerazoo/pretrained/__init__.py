@@ -3,21 +3,23 @@
 `load_checkpoint(path)` reads PyTorch checkpoints into NumPy arrays without torch
 and without running code from the file. `load_pretrained(model, name, tag)`
 puts a manifest entry's weights into a kerazoo model, after checking the file's
-sha256; `create_model(name, weights="imagenet")` calls it.
+sha256; `create_model(name, weights="imagenet")` calls it. Every weight source
+maps onto the model through a `Converter` (`kerazoo.pretrained.convert`), which
+checks every variable and shape before it assigns anything.
 
 This package sits below `kerazoo.models` and never imports it: it takes a built
 model, and where it must build one itself (porting keras.applications weights,
 `from_keras_application`) it is given `build=kerazoo.models.create_model`.
 """
 
-import numpy as np
-
 from kerazoo.pretrained.assign import WeightMismatchError
-from kerazoo.pretrained.assign import assign_checked
 from kerazoo.pretrained.cache import cached_weights
 from kerazoo.pretrained.checkpoint import CheckpointFormatError
 from kerazoo.pretrained.checkpoint import UnsafeCheckpointError
 from kerazoo.pretrained.checkpoint import load_checkpoint
+from kerazoo.pretrained.convert import Converter
+from kerazoo.pretrained.convert import Port
+from kerazoo.pretrained.convert import SamePaths
 from kerazoo.pretrained.keras_applications import from_keras_application
 from kerazoo.pretrained.manifest import MANIFEST
 from kerazoo.pretrained.manifest import WeightsEntry
@@ -30,6 +32,8 @@ from kerazoo.pretrained.manifest import weights_file
 __all__ = [
     "MANIFEST",
     "CheckpointFormatError",
+    "Converter",
+    "Port",
     "UnsafeCheckpointError",
     "WeightMismatchError",
     "WeightsEntry",
@@ -62,25 +66,13 @@ def load_pretrained(model, name, tag, head=True, log=print, *, build=None):
         return load_efficientnet_lite(model, weights_file(entry), head=head)
     if entry.converter == "keras_applications":
         values, record = cached_weights(entry, log=log, build=build)
-        return _assign_by_path(model, values, record, head)
-    raise ValueError(f"No converter {entry.converter!r}.")
-
-
-def _assign_by_path(model, values, record, head):
-    pairs = []
-    for variable in model.weights:
-        if variable.path.startswith("predictions/") and not head:
-            continue
-        if variable.path not in values:
-            raise WeightMismatchError(
-                f"The ported {record['model']!r} weights have no {variable.path}: "
-                "is the model built with other options? Nothing was loaded."
-            )
-        pairs.append((variable, np.asarray(values[variable.path])))
-    assign_checked(pairs)
-    preprocessing = record["preprocessing"]
-    if preprocessing["mode"] == "custom":
-        model.get_layer("preprocessing").set_affine(
-            preprocessing["scale"], preprocessing["offset"]
+        SamePaths().apply(
+            model, values, head=head, origin=f"The ported {record['model']!r} weights"
         )
-    return model
+        preprocessing = record["preprocessing"]
+        if preprocessing["mode"] == "custom":
+            model.get_layer("preprocessing").set_affine(
+                preprocessing["scale"], preprocessing["offset"]
+            )
+        return model
+    raise ValueError(f"No converter {entry.converter!r}.")

