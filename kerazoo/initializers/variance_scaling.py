@@ -56,6 +56,15 @@ class _RandomInitializer(keras.initializers.Initializer):
             shape, mean=mean, stddev=stddev, dtype=dtype, seed=self.seed
         )
 
+    def _truncated_normal(self, shape, dtype, stddev):
+        """A normal of `stddev` truncated at two standard deviations, by its
+        inverse CDF: exact on every backend (Keras's torch backend draws four
+        candidates and keeps an out-of-range one when all four are, a few
+        values in a million)."""
+        bound = math.erf(math.sqrt(2.0))  # 2 Phi(2) - 1
+        u = self._uniform(shape, dtype, -bound, bound)
+        return keras.ops.erfinv(u) * (math.sqrt(2.0) * stddev)
+
     def _uniform(self, shape, dtype, minval, maxval):
         return keras.random.uniform(
             shape, minval=minval, maxval=maxval, dtype=dtype, seed=self.seed
@@ -105,9 +114,8 @@ class VarianceScaling(_RandomInitializer):
             limit = math.sqrt(3.0 * variance)
             return self._uniform(shape, dtype, -limit, limit)
         if self.distribution == "truncated_normal":
-            stddev = math.sqrt(variance) / _TRUNCATED_STD
-            return keras.random.truncated_normal(
-                shape, stddev=stddev, dtype=dtype, seed=self.seed
+            return self._truncated_normal(
+                shape, dtype, math.sqrt(variance) / _TRUNCATED_STD
             )
         return self._normal(shape, dtype, math.sqrt(variance))
 

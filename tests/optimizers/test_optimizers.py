@@ -85,9 +85,9 @@ def run_optimizer(optimizer, params, grad_fn, steps=STEPS):
     trajectory = []
     for _ in range(steps):
         grads = grad_fn([v.numpy().astype("float64") for v in variables])
-        optimizer.apply_gradients(
-            [(g.astype("float32"), v) for g, v in zip(grads, variables, strict=True)]
-        )
+        # Tensors, not NumPy arrays: Keras's own torch optimizers need them.
+        grads = [keras.ops.convert_to_tensor(g.astype("float32")) for g in grads]
+        optimizer.apply_gradients(list(zip(grads, variables, strict=True)))
         trajectory.append([v.numpy().astype("float64") for v in variables])
     return trajectory
 
