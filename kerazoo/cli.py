@@ -297,6 +297,34 @@ def _cmd_interpret(args):
     return 0
 
 
+def _cmd_lr_find(args):
+    from kerazoo.recipes import RecipeError
+
+    recipe = _load_recipe(args, "lr-find")
+    if recipe is None:
+        return 2
+    from kerazoo.finetune.engine import find_learning_rate
+    from kerazoo.finetune.engine import lr_find_dir
+
+    out = args.out or str(lr_find_dir(recipe))
+    print(
+        f"kerazoo {kerazoo.__version__} lr-find {args.recipe}, stage {args.stage} "
+        f"-> {out} (backend {_backend()})",
+        flush=True,
+    )
+    options = {"steps": args.steps, "min_lr": args.min_lr, "max_lr": args.max_lr}
+    try:
+        result = find_learning_rate(recipe, args.stage, out=out, log=_log, **options)
+    except (RecipeError, ValueError, FileNotFoundError) as error:
+        print(f"kerazoo lr-find: error: {error}", file=sys.stderr)
+        return 1
+    print(
+        f"suggested learning rate: {result['suggestion']:.3g} ({result['rule']}); "
+        f"written {', '.join(result['files'])}"
+    )
+    return 0
+
+
 def _cmd_export(args):
     from kerazoo.export import ExportError
     from kerazoo.export import export_source
@@ -600,6 +628,38 @@ def build_parser():
         help="highest-loss images in the grid (default: %(default)s)",
     )
     p.set_defaults(func=_cmd_interpret)
+
+    p = sub.add_parser(
+        "lr-find",
+        help="LR range test of a recipe's stage: loss against learning rate",
+        description=(
+            "Trains the recipe's stage 1 (head on the frozen body, on cached "
+            "features when the stage caches them) or stage 2 for a few steps "
+            "with a learning rate growing exponentially, stops when the "
+            "smoothed loss diverges, and suggests the rate where it falls "
+            "fastest. Writes lr_find.png and lr_find.json. A stage's "
+            "`learning_rate: auto` runs the same test first."
+        ),
+    )
+    p.add_argument("recipe", help="a recipe file, e.g. recipes/quickstart.yaml")
+    p.add_argument("--stage", type=int, choices=(1, 2), default=1)
+    p.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY.PATH=VALUE",
+        help="override a recipe field (repeatable)",
+    )
+    p.add_argument(
+        "--steps", type=_positive_int, default=100, help="default: %(default)s"
+    )
+    p.add_argument("--min-lr", type=float, default=1e-6, help="default: %(default)s")
+    p.add_argument("--max-lr", type=float, default=1.0, help="default: %(default)s")
+    p.add_argument(
+        "--out",
+        help="folder of the files (default: OUTPUT_DIR/lr_find when output_dir "
+        "holds a run, else OUTPUT_DIR-lr_find)",
+    )
+    p.set_defaults(func=_cmd_lr_find)
 
     p = sub.add_parser(
         "export",

@@ -421,14 +421,28 @@ class Optimizer(_Strict):
     model_config = ConfigDict(extra="allow", frozen=True)
 
     name: typing.Literal[OPTIMIZERS]
-    learning_rate: float = Field(gt=0)
+    learning_rate: float | typing.Literal["auto"] = Field(
+        description="A number > 0, or `auto`: the LR range test (`kerazoo "
+        "lr-find`) runs when the stage starts and its suggestion is used (the "
+        "report records it)."
+    )
+
+    @field_validator("learning_rate", mode="before")
+    @classmethod
+    def _rate(cls, value):
+        if value != "auto" and not (_number(value) and value > 0):
+            raise ValueError("a number > 0, or 'auto' (the LR range test picks it)")
+        return value
 
     @model_validator(mode="after")
     def _constructible(self):
         from kerazoo import optimizers
 
+        config = self.as_dict()
+        if config["learning_rate"] == "auto":  # a number when the stage starts
+            config["learning_rate"] = 1e-3
         try:
-            optimizers.get(self.as_dict())
+            optimizers.get(config)
         except (TypeError, ValueError) as error:
             raise ValueError(f"the optimizer cannot be built: {error}") from None
         return self
@@ -700,6 +714,13 @@ class Recipe(_Strict):
         search = self.search
         if search is None:
             return self
+        for n in (1, 2):
+            if getattr(self, f"stage{n}").optimizer.learning_rate == "auto":
+                raise ValueError(
+                    f"stage{n}.optimizer.learning_rate: auto runs the LR range "
+                    "test, but a search draws its own learning rates "
+                    "(search.learning_rate); give a number"
+                )
         if search.stage2_choices and not self.stage2.epochs:
             raise ValueError(
                 "search.unfreeze and search.body_lr_multiplier choose how stage 2 "

@@ -29,6 +29,7 @@ import yaml
 
 import kerazoo.export.folding as folding
 import kerazoo.finetune.freezing as freezing
+import kerazoo.finetune.lr_find as lr_find
 import kerazoo.finetune.report as reporting
 from kerazoo import initializers
 from kerazoo import optimizers
@@ -42,6 +43,7 @@ from kerazoo.export import export_source
 from kerazoo.models import create_model
 from kerazoo.optimizers import batch_size_for
 from kerazoo.optimizers import schedules
+from kerazoo.recipes import Constant
 from kerazoo.recipes import RecipeError
 from kerazoo.recipes import monitor_mode
 
@@ -793,7 +795,7 @@ def _stage1(ctx):
         return (
             f"stage 1: frozen body, training the head for {spec.epochs} epochs "
             f"(batch {batch}, {spec.optimizer.name} lr "
-            f"{spec.optimizer.learning_rate:g}"
+            f"{spec.optimizer.learning_rate}"
             f"{', on cached features' if cached else ''}"
             f"{f', {loss}' if one_hot else ''})"
         )
@@ -826,7 +828,7 @@ def _stage1(ctx):
     stage.train = lambda: dataset("train", batch, training=True)
     stage.validation = lambda: dataset("validation", 256)
     stage.test = lambda: dataset("test", 256)
-    stage.optimizer = lambda: _optimizer(spec, math.ceil(ctx.n_train / batch))
+    stage.optimizer = lambda: _optimizer(stage.spec, math.ceil(ctx.n_train / batch))
     return stage
 
 
@@ -849,7 +851,7 @@ def _stage2(ctx):
         return (
             f"stage 2: {len(trainable)} body weights unfrozen ({spec.unfreeze}), "
             f"batch norm {recipe.batchnorm}, {spec.epochs} epochs (batch {batch}, "
-            f"{spec.optimizer.name} lr {spec.optimizer.learning_rate:g}, body x"
+            f"{spec.optimizer.name} lr {spec.optimizer.learning_rate}, body x"
             f"{spec.body_lr_multiplier:g}{f', {loss}' if one_hot else ''})"
         )
 
@@ -866,7 +868,7 @@ def _stage2(ctx):
     )
     stage.validation = lambda: ctx.pipelines.dataset("validation", 64, one_hot=one_hot)
     stage.optimizer = lambda: _optimizer(
-        spec, math.ceil(ctx.n_train / batch), multipliers
+        stage.spec, math.ceil(ctx.n_train / batch), multipliers
     )
     return stage
 
@@ -886,6 +888,63 @@ class _Context:
     def nan_batch(self, n):
         debug = self.recipe.debug.nan_batch
         return debug[1] if debug and debug[0] == n else None
+
+
+def _range_test(stage, class_weight=None, log=print, **options):
+    """The LR range test (`kerazoo.finetune.lr_find`) on a prepared stage:
+    its target, training batches, loss and optimizer (its multipliers too),
+    at a constant learning rate that the test drives."""
+    spec = stage.spec
+    probe = spec.optimizer.model_copy(
+        update={"learning_rate": options.get("min_lr", lr_find.MIN_LR)}
+    )
+    stage.spec = spec.model_copy(
+        update={"optimizer": probe, "schedule": Constant(name="constant")}
+    )
+    try:
+        optimizer = stage.optimizer()
+    finally:
+        stage.spec = spec
+    return lr_find.range_test(
+        stage.target,
+        stage.train(),
+        stage.loss,
+        optimizer,
+        class_weight=class_weight,
+        log=log,
+        **options,
+    )
+
+
+def _auto_learning_rate(ctx, stage, record, strategy):
+    """`stage.spec` with `learning_rate: auto` replaced by the LR range test's
+    suggestion; the test's plot and numbers go to `lr_find_stageN.png/.json`,
+    the choice to the stage's record (kept for a resumed stage). The model's
+    weights are put back after the test."""
+    n, spec = stage.number, stage.spec
+    if "learning_rate" not in record:
+        ctx.log(
+            f"stage {n}: learning_rate auto: the LR range test, "
+            f"{lr_find.MIN_LR:g} to {lr_find.MAX_LR:g} over {lr_find.STEPS} steps"
+        )
+        with strategy.scope():
+            result = _range_test(stage, ctx.class_weight, ctx.log)
+        name = f"lr_find_stage{n}"
+        lr_find.write(result, ctx.run.dir, name, title=f"{ctx.recipe.name}: stage {n}")
+        record["learning_rate"] = result["suggestion"]
+        record["lr_find"] = {
+            "suggestion": result["suggestion"],
+            "rule": result["rule"],
+            "range": [result["min_lr"], result["max_lr"]],
+            "steps_run": result["steps_run"],
+            "stopped": result["stopped"],
+            "plot": f"{name}.png",
+        }
+        ctx.run.save()
+    chosen = spec.optimizer.model_copy(
+        update={"learning_rate": record["learning_rate"]}
+    )
+    return spec.model_copy(update={"optimizer": chosen})
 
 
 def _run_stage(ctx, stage, strategy):
@@ -908,6 +967,9 @@ def _run_stage(ctx, stage, strategy):
         return
     describe = stage.prepare()
     record.update(stage.record)
+    if spec.optimizer.learning_rate == "auto":
+        stage.spec = spec = _auto_learning_rate(ctx, stage, record, strategy)
+        describe += f"; lr {record['learning_rate']:.3g} from the LR range test"
     train, validation = stage.train(), stage.validation()
     with strategy.scope():
         stage.target.compile(
@@ -1081,3 +1143,87 @@ def _finish(run, data, model, body, test, pipelines, plan, log):
     run.state["finished"] = True
     run.save()
     return report
+
+
+def lr_find_dir(recipe):
+    """Where `kerazoo lr-find` writes by default: `OUTPUT_DIR/lr_find` when
+    OUTPUT_DIR holds a run, else `OUTPUT_DIR-lr_find` (a run refuses an
+    output_dir that holds anything else)."""
+    output = pathlib.Path(recipe.output_dir)
+    if (output / STATE).exists():
+        return output / "lr_find"
+    return output.with_name(f"{output.name}-lr_find")
+
+
+def find_learning_rate(recipe, stage=1, *, out=None, log=print, **options):
+    """`kerazoo lr-find RECIPE`: the LR range test (`kerazoo.finetune.lr_find`)
+    on the recipe's model and data, as the stage would train: stage 1 the head
+    on the frozen body (on cached features when the stage caches them),
+    stage 2 the body unfrozen as the recipe says, from the stage-1 weights of
+    the run in output_dir when there is one. Writes `lr_find.json` and
+    `lr_find.png`.
+
+    Args:
+        recipe: A `kerazoo.recipes.Recipe`.
+        stage: 1 or 2.
+        out: Folder of the files (default `lr_find_dir(recipe)`); stage-1
+            features are cached in `data.cache_dir`, else in `out/cache`.
+        log: Where progress lines go.
+        **options: `min_lr`, `max_lr`, `steps`, `smoothing`, `diverge` of
+            `lr_find.range_test`.
+
+    Returns:
+        The result of `lr_find.range_test`, with `files` (the two paths).
+    """
+    if stage not in (1, 2):
+        raise ValueError(f"stage must be 1 or 2. Received: stage={stage!r}")
+    out = pathlib.Path(out or lr_find_dir(recipe))
+    keras.utils.set_random_seed(recipe.seed)
+    data = load_recipe_data(recipe)
+    log(f"data: {data.summary()}")
+    size = recipe.model.image_size
+    cache_dir = pathlib.Path(recipe.data.cache_dir or out / "cache")
+    streamed = not all(s.random_access for s in data.splits.values())
+    plan = plan_cache(recipe.data.cache, size, data.sizes, cache_dir, streamed=streamed)
+    pipelines = Pipelines(
+        data,
+        size,
+        cache=plan.mode,
+        cache_dir=plan.directory,
+        shuffle_buffer=recipe.data.shuffle_buffer,
+        deterministic=recipe.data.deterministic,
+        log=log,
+    )
+    try:
+        parts = build(recipe, data.num_classes)
+        ctx = _Context(
+            recipe,
+            None,
+            parts,
+            pipelines,
+            cache_dir,
+            data.sizes["train"],
+            log,
+            num_classes=data.num_classes,
+            class_weight=class_weights(recipe.data.class_weight, data),
+        )
+        target = _stage1(ctx) if stage == 1 else _stage2(ctx)
+        if stage == 2:
+            weights = pathlib.Path(recipe.output_dir) / "stage1.weights.h5"
+            if weights.exists():
+                parts["model"].load_weights(weights)
+                log(f"stage 2 starts from the stage-1 weights in {weights}")
+            else:
+                log(
+                    f"no {weights}: stage 2 starts from an untrained head (run "
+                    "stage 1 first for a truer curve)"
+                )
+        log(target.prepare())
+        result = _range_test(target, ctx.class_weight, log, **options)
+    finally:
+        pipelines.close()
+    files = lr_find.write(
+        result, out, "lr_find", title=f"{recipe.name}: stage {stage} LR range test"
+    )
+    result["files"] = [str(path) for path in files]
+    return result
