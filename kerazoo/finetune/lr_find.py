@@ -3,12 +3,15 @@
 
 A short `fit` whose learning rate grows exponentially from `min_lr` to
 `max_lr`, one value per step (`LRRangeTest`, a Keras callback), records each
-batch's loss and an exponentially smoothed copy, and stops early when the
-smoothed loss diverges (above `diverge` times its lowest value) or is not
-finite. The model's weights are put back afterwards.
+batch's loss and its running exponential average, and stops early when the
+running average diverges (above `diverge` times its lowest value) or a loss is
+not finite. The model's weights are put back afterwards.
 
-The suggestion (`suggest`) is the learning rate where the smoothed loss falls
-fastest: the most negative slope of the smoothed loss against log10(lr), each
+The running average lags: with a weight of 0.95 on the past, about 19 steps,
+a decade of learning rate in a 100-step test. The curve the suggestion reads
+(`smooth`) is the same average run forwards and then backwards, which has no
+lag. The suggestion (`suggest`) is the learning rate where that smoothed loss
+falls fastest: the most negative slope of the smoothed loss against log10(lr), each
 slope taken over a tenth of the steps run (one step's is mostly noise), looked
 for between the first tenth (the smoothing is still settling there) and the
 lowest smoothed loss; the suggestion is the middle of that stretch. When the
@@ -23,7 +26,9 @@ Reference:
 Example:
 
 >>> import keras, numpy as np
->>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+>>> model = keras.Sequential(
+...     [keras.Input((4,)), keras.layers.Dense(2, activation="softmax")]
+... )
 >>> data = (np.random.rand(64, 4), np.random.randint(0, 2, 64))
 >>> result = range_test(
 ...     model,
@@ -68,7 +73,8 @@ class LRRangeTest(keras.callbacks.Callback):
             lowest value.
 
     Attributes:
-        learning_rates, losses, smoothed: One entry per step run.
+        learning_rates, losses, smoothed: One entry per step run
+            (`smoothed`: the running average, which decides the stop).
         stopped: Why the test ended early (`"diverged"`, `"loss not finite"`),
             or None.
     """
@@ -137,6 +143,27 @@ class LRRangeTest(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
+def smooth(losses, smoothing=SMOOTHING):
+    """The losses' exponential moving average (bias-corrected) run forwards,
+    then backwards over the result: smoothed without lag. A non-finite loss
+    (the last one, when the test stopped on it) stays NaN."""
+    losses = np.asarray(losses, "float64")
+    bad = np.flatnonzero(~np.isfinite(losses))
+    finite = int(bad[0]) if len(bad) else len(losses)
+
+    def average(values):
+        out, running = np.empty(len(values)), 0.0
+        for i, value in enumerate(values):
+            running = smoothing * running + (1 - smoothing) * value
+            out[i] = running / (1 - smoothing ** (i + 1))
+        return out
+
+    smoothed = np.full(len(losses), np.nan)
+    if finite:
+        smoothed[:finite] = average(average(losses[:finite])[::-1])[::-1]
+    return smoothed
+
+
 def suggest(learning_rates, smoothed):
     """The suggested learning rate, and the rule that gave it (see the module
     docstring).
@@ -193,8 +220,8 @@ def range_test(
 
     Returns:
         A dict: `min_lr`, `max_lr`, `steps`, `steps_run`, `stopped` (None or
-        why), `smoothing`, `diverge`, `learning_rates`, `losses`, `smoothed`,
-        `suggestion` and `rule`.
+        why), `smoothing`, `diverge`, `learning_rates`, `losses`, `running`
+        (the running average), `smoothed` (`smooth`), `suggestion` and `rule`.
     """
     callback = LRRangeTest(min_lr, max_lr, steps, smoothing, diverge)
     initial = model.get_weights()
@@ -217,7 +244,8 @@ def range_test(
         )
     finally:
         model.set_weights(initial)
-    suggestion, rule = suggest(callback.learning_rates, callback.smoothed)
+    smoothed = smooth(callback.losses, smoothing)
+    suggestion, rule = suggest(callback.learning_rates, smoothed)
     result = {
         "min_lr": float(min_lr),
         "max_lr": float(max_lr),
@@ -228,7 +256,8 @@ def range_test(
         "diverge": float(diverge),
         "learning_rates": callback.learning_rates,
         "losses": callback.losses,
-        "smoothed": callback.smoothed,
+        "running": callback.smoothed,
+        "smoothed": smoothed.tolist(),
         "suggestion": suggestion,
         "rule": rule,
     }

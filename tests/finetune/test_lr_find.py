@@ -17,6 +17,7 @@ from kerazoo.finetune import run
 from kerazoo.finetune.engine import find_learning_rate
 from kerazoo.finetune.lr_find import LRRangeTest
 from kerazoo.finetune.lr_find import range_test
+from kerazoo.finetune.lr_find import smooth
 from kerazoo.finetune.lr_find import suggest
 from kerazoo.recipes import RecipeError
 from kerazoo.recipes import load_recipe
@@ -126,6 +127,13 @@ def test_the_suggestion_rule():
     value, rule = suggest(lrs, loss)
     assert rule == "steepest descent"
     assert 10**-3.3 < value < 10**-2.7
+    # The smoothing the suggestion reads has no lag: on noisy losses the
+    # steepest descent stays at 1e-3 (a running average moves it later).
+    noisy = loss + np.random.default_rng(0).normal(0, 0.15, 100)
+    value, rule = suggest(lrs, smooth(noisy))
+    assert rule == "steepest descent"
+    assert 10**-3.4 < value < 10**-2.6
+    assert np.isnan(smooth([1.0, 2.0, np.inf])[-1])
     # Lowest at the start: a tenth of it, never below the range.
     value, rule = suggest(lrs, np.linspace(1, 5, 100))
     assert (value, rule) == (1e-6, "minimum / 10")
