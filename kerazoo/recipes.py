@@ -618,16 +618,6 @@ class Search(_Strict):
         return self.unfreeze is not None or self.body_lr_multiplier is not None
 
 
-class Debug(_Strict):
-    """Testing aids: fault injection."""
-
-    nan_batch: tuple[int, int] | None = Field(
-        None,
-        description="[stage, batch]: that training batch of the stage (counted "
-        "across epochs from 0) gets NaN images.",
-    )
-
-
 class Recipe(_Strict):
     name: str = "run"
     model: ModelSpec
@@ -663,7 +653,6 @@ class Recipe(_Strict):
     tensorboard: bool = False
     export: Export | None = None
     search: Search | None = None
-    debug: Debug = Debug()
 
     @field_validator("distribution")
     @classmethod
@@ -677,6 +666,21 @@ class Recipe(_Strict):
                 "Keras 3.15); use 'mirrored' for the GPUs of one machine"
             )
         return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_debug_section(cls, data):
+        # Recipes saved by kerazoo 0.x runs hold an empty `debug` section; the
+        # fault injection it held is now the test-only KERAZOO_FAULT_NAN_BATCH.
+        if isinstance(data, dict) and "debug" in data:
+            debug = data["debug"]
+            if debug and any(value is not None for value in dict(debug).values()):
+                raise ValueError(
+                    "debug: fault injection is not part of recipes; set the "
+                    "environment variable KERAZOO_FAULT_NAN_BATCH=STAGE,BATCH"
+                )
+            data = {k: v for k, v in data.items() if k != "debug"}
+        return data
 
     @model_validator(mode="before")
     @classmethod
@@ -744,7 +748,6 @@ class Recipe(_Strict):
             "output_dir",
             "export",
             "tensorboard",
-            "debug",
             "distribution",
             "search",
         ),

@@ -48,6 +48,8 @@ from kerazoo.recipes import RecipeError
 from kerazoo.recipes import monitor_mode
 
 STATE = "state.json"
+# Test-only fault injection: "STAGE,BATCH" gives that training batch NaN images.
+FAULT_NAN_BATCH = "KERAZOO_FAULT_NAN_BATCH"
 
 
 class FinetuneError(RuntimeError):
@@ -886,8 +888,20 @@ class _Context:
     class_weight: dict | None = None
 
     def nan_batch(self, n):
-        debug = self.recipe.debug.nan_batch
-        return debug[1] if debug and debug[0] == n else None
+        """The training batch of stage `n` that gets NaN images, from the
+        test-only fault injection `KERAZOO_FAULT_NAN_BATCH=STAGE,BATCH` (the
+        batch counted across the stage's epochs from 0), or None."""
+        fault = os.environ.get(FAULT_NAN_BATCH)
+        if not fault:
+            return None
+        try:
+            stage, batch = (int(part) for part in fault.split(","))
+        except ValueError:
+            raise FinetuneError(
+                f"{FAULT_NAN_BATCH} must be STAGE,BATCH (two integers); "
+                f"received {fault!r}"
+            ) from None
+        return batch if stage == n else None
 
 
 def _range_test(stage, class_weight=None, log=print, **options):

@@ -526,7 +526,7 @@ def _space(recipe):
     """What decides a search's trials: the recipe but where it is written, and
     the search section but max_trials (which may grow to extend a search)."""
     data = recipe.to_dict()
-    for key in ("output_dir", "export", "tensorboard", "debug", "distribution"):
+    for key in ("output_dir", "export", "tensorboard", "distribution"):
         data.pop(key, None)
     data["search"].pop("max_trials", None)
     return data

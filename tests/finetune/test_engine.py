@@ -194,9 +194,10 @@ def test_full_run_writes_report_figures_and_model(tmp_path):
         run(recipe(tmp_path, "seed=5"), log=lambda line: None)
 
 
-def test_nan_stops_with_backup_intact_then_resumes(tmp_path):
+def test_nan_stops_with_backup_intact_then_resumes(tmp_path, monkeypatch):
     # 7 batches an epoch: batch 9 of stage 2 is in its second epoch.
-    r = recipe(tmp_path, "stage2.epochs=3", "debug.nan_batch=[2, 9]")
+    r = recipe(tmp_path, "stage2.epochs=3")
+    monkeypatch.setenv("KERAZOO_FAULT_NAN_BATCH", "2,9")
     with pytest.raises(
         FinetuneError, match="stage 2 stopped: the loss became NaN"
     ) as info:
@@ -204,6 +205,7 @@ def test_nan_stops_with_backup_intact_then_resumes(tmp_path):
     assert "epoch 2" in str(info.value)
     backup = tmp_path / "run" / "backup" / "stage2"
     assert json.loads((backup / "training_metadata.json").read_text())["epoch"] == 1
+    monkeypatch.delenv("KERAZOO_FAULT_NAN_BATCH")
     lines = []
     keras.utils.clear_session()
     report = run(recipe(tmp_path, "stage2.epochs=3"), log=lines.append)

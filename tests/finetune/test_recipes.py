@@ -314,3 +314,12 @@ def test_frozen_batchnorm_on_a_random_body_is_refused_with_the_reason():
     assert "batchnorm: train" in message
     data["stage2"]["epochs"] = 0  # no stage 2: the body stays frozen anyway
     assert validate_recipe(data).batchnorm == "frozen"
+
+
+def test_fault_injection_is_not_in_the_recipe_schema():
+    data = tiny()
+    data["debug"] = {"nan_batch": [2, 9]}
+    assert "KERAZOO_FAULT_NAN_BATCH" in _error(data)
+    # The empty section that older runs saved still loads.
+    data["debug"] = {"nan_batch": None}
+    assert "debug" not in validate_recipe(data).to_dict()
