@@ -104,7 +104,9 @@ def _build_twin(keras_model, name, options, build):
         activation = head.get_config()["activation"]
         return build(
             name,
-            num_classes=head.units,
+            # The output's width: MobileNetV3's "predictions" is an
+            # Activation after a 1x1 convolution, not a Dense layer.
+            num_classes=keras_model.outputs[0].shape[-1],
             input_shape=input_shape,
             classifier_activation=None if activation == "linear" else activation,
             **options,

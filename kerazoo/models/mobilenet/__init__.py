@@ -1,25 +1,34 @@
 """MobileNetV2 (widths 0.35 to 1.4) and MobileNetV3 Small and Large, built from
-`kerazoo.layers.MBConvBlock` and registered from `presets.PRESETS`.
+`kerazoo.layers.MBConvBlock`.
+
+`mobilenet.py` builds them, `presets.py` lists the registered ones and their
+weights, `convert_keras.py` ports keras.applications' MobileNetV2 and
+MobileNetV3.
 
 Names: `mobilenet_v2_035` ... `mobilenet_v2_140` (the width times 100),
 `mobilenet_v3_small`, `mobilenet_v3_large`, and the minimalistic variants
 `mobilenet_v3_small_minimal`, `mobilenet_v3_large_minimal` (3x3 kernels, ReLU,
 no squeeze-excite). MobileNetV3's classifier has a Dense layer
 (`"pre_logits"`, hard-swish; ReLU when minimalistic) between the pooling and
-the dropout,
-its papers' 1x1 convolution on the pooled features; with `include_top=False`
-the model ends at the pooled `top` features, as keras.applications' does.
+the dropout, its papers' 1x1 convolution on the pooled features; with
+`include_top=False` the model ends at the pooled `top` features, as
+keras.applications' does.
 """
 
+from kerazoo.models.mobilenet.convert_keras import MobileNetV2KerasConverter
+from kerazoo.models.mobilenet.convert_keras import MobileNetV3KerasConverter
 from kerazoo.models.mobilenet.mobilenet import mobilenet_v2_body
 from kerazoo.models.mobilenet.mobilenet import mobilenet_v3_body
 from kerazoo.models.mobilenet.mobilenet import v3_pre_logits
 from kerazoo.models.mobilenet.presets import PAPER_V2
 from kerazoo.models.mobilenet.presets import PAPER_V3
 from kerazoo.models.mobilenet.presets import PRESETS
+from kerazoo.models.mobilenet.presets import WEIGHTS
 from kerazoo.models.registry import register_model
+from kerazoo.pretrained.convert import register_converter
+from kerazoo.pretrained.manifest import register_weights
 
-__all__ = ["PRESETS", "mobilenet_v2_body", "mobilenet_v3_body"]
+__all__ = ["PRESETS", "WEIGHTS", "mobilenet_v2_body", "mobilenet_v3_body"]
 
 
 def _register_v2(name, width, params):
@@ -85,3 +94,7 @@ for _name, _preset in PRESETS.items():
             _preset["params"],
             _preset.get("minimalistic", False),
         )
+
+register_converter(MobileNetV2KerasConverter())
+register_converter(MobileNetV3KerasConverter())
+register_weights(*WEIGHTS)

@@ -1,6 +1,16 @@
-"""The registered MobileNets: name, architecture options and trainable
-parameters (1000 classes), each equal to keras.applications' for the same
-configuration (the tests build both)."""
+"""The registered MobileNets and their pretrained weights.
+
+`PRESETS`: name -> architecture options and trainable parameters (1000
+classes), each equal to keras.applications' for the same configuration (the
+tests build both). `WEIGHTS`: the family's manifest entries
+(`kerazoo.pretrained.manifest`): keras.applications' ImageNet files of
+MobileNetV3 Small and Large. Keras publishes no checksum for MobileNetV2's
+files (nor a way to ask its constructor for the minimalistic ones through the
+cache), so those are ported with `from_keras_application` only.
+"""
+
+from kerazoo.models.mobilenet.convert_keras import MobileNetV3KerasConverter
+from kerazoo.pretrained.keras_applications import imagenet_weights
 
 PAPER_V2 = (
     "Sandler et al., MobileNetV2: Inverted Residuals and Linear Bottlenecks, CVPR 2018"
@@ -59,3 +69,20 @@ PRESETS = {
         "application": ("MobileNetV3Large", {"minimalistic": True}),
     },
 }
+
+# keras.applications' ImageNet files (URL and md5 as Keras publishes them).
+_KERAS = "https://storage.googleapis.com/tensorflow/keras-applications/mobilenet_v3/"
+WEIGHTS = tuple(
+    imagenet_weights(
+        f"mobilenet_v3_{size}",
+        application,
+        f"{_KERAS}weights_mobilenet_v3_{size}_224_1.0_float.h5",
+        md5,
+        converter=MobileNetV3KerasConverter,
+        preprocessing="custom",
+    )
+    for size, application, md5 in (
+        ("small", "MobileNetV3Small", "8768d4c2e7dee89b9d02b2d03d65d862"),
+        ("large", "MobileNetV3Large", "59e551e166be033d707958cf9e29a6a7"),
+    )
+)
