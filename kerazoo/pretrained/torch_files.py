@@ -11,6 +11,7 @@ convolution kernels OIHW -> HWIO, depthwise (C, 1, kh, kw) -> (kh, kw, C, 1),
 `running_mean`/`running_var` need only their names mapped. Everything is
 checked before anything is assigned: a variable the map leaves out, a key the
 checkpoint lacks and a shape mismatch are each named, and nothing is loaded.
+The layout transforms are the converters' (`kerazoo.pretrained.convert`).
 """
 
 import difflib
@@ -22,6 +23,9 @@ from kerazoo.pretrained.assign import HEAD
 from kerazoo.pretrained.assign import WeightMismatchError
 from kerazoo.pretrained.assign import assign_from
 from kerazoo.pretrained.checkpoint import load_checkpoint
+from kerazoo.pretrained.convert import conv_kernel
+from kerazoo.pretrained.convert import dense_kernel
+from kerazoo.pretrained.convert import depthwise_kernel
 
 SUFFIXES = (".pth", ".pt", ".bin", ".ckpt")
 
@@ -38,14 +42,14 @@ def to_keras_layout(value, shape):
     shape = tuple(shape)
     if value.ndim == 4:
         # Regular convolution first; depthwise when only that one fits.
-        for axes in ((2, 3, 1, 0), (2, 3, 0, 1)):
-            if value.transpose(axes).shape == shape:
-                return value.transpose(axes)
-        return value.transpose(2, 3, 1, 0)
+        for transform in (conv_kernel, depthwise_kernel):
+            if transform(value).shape == shape:
+                return transform(value)
+        return conv_kernel(value)
     if value.ndim == 3:
         return value.transpose(2, 1, 0)
     if value.ndim == 2:
-        return value.T
+        return dense_kernel(value)
     return value
 
 
