@@ -41,10 +41,11 @@ def to_keras_layout(value, shape):
     value = np.asarray(value)
     shape = tuple(shape)
     if value.ndim == 4:
-        # Regular convolution first; depthwise when only that one fits.
-        for transform in (conv_kernel, depthwise_kernel):
-            if transform(value).shape == shape:
-                return transform(value)
+        # Regular convolution first; depthwise (one input channel per
+        # group) when only that one fits.
+        if conv_kernel(value).shape != shape and value.shape[1] == 1:
+            if depthwise_kernel(value).shape == shape:
+                return depthwise_kernel(value)
         return conv_kernel(value)
     if value.ndim == 3:
         return value.transpose(2, 1, 0)

@@ -118,3 +118,16 @@ def test_layouts():
     np.testing.assert_array_equal(to_keras_layout(dense, (64, 10)), dense.T)
     conv1d = rng.normal(size=(8, 4, 5))  # OIK
     assert to_keras_layout(conv1d, (5, 4, 8)).shape == (5, 4, 8)
+
+
+def test_layouts_by_kind_and_a_misfit_left_for_the_error():
+    from kerazoo.pretrained.torch_files import to_keras_layout
+
+    conv, depthwise = np.zeros((8, 4, 3, 5)), np.zeros((8, 1, 3, 5))
+    assert to_keras_layout(conv, (3, 5, 4, 8)).shape == (3, 5, 4, 8)
+    assert to_keras_layout(depthwise, (3, 5, 8, 1)).shape == (3, 5, 8, 1)
+    assert to_keras_layout(depthwise, (3, 5, 1, 8)).shape == (3, 5, 1, 8)
+    # No layout fits: the convolution's, for the mismatch to be named.
+    assert to_keras_layout(conv, (3, 5, 8, 1)).shape == (3, 5, 4, 8)
+    assert to_keras_layout(np.zeros((10, 4)), (4, 10)).shape == (4, 10)
+    assert to_keras_layout(np.zeros((6, 2, 3)), (3, 2, 6)).shape == (3, 2, 6)
