@@ -85,7 +85,12 @@ def conv_kernel(kernel):
 def depthwise_kernel(kernel, multiplier=1):
     """A PyTorch depthwise kernel, `(C * M, 1, kh, kw)` (groups = C), as
     Keras's `(kh, kw, C, M)` (`M`: the depth multiplier)."""
-    channels, _, kh, kw = kernel.shape
+    channels, inputs, kh, kw = kernel.shape
+    if inputs != 1 or channels % multiplier:
+        raise ValueError(
+            "A depthwise kernel is (C * M, 1, kh, kw) with M the depth multiplier. "
+            f"Received: shape={tuple(kernel.shape)}, multiplier={multiplier}"
+        )
     kernel = np.reshape(kernel, (channels // multiplier, multiplier, kh, kw))
     return np.transpose(kernel, (2, 3, 0, 1))
 

@@ -80,6 +80,8 @@ def test_transforms_move_pytorch_layouts_to_keras():
     assert moved.shape == (3, 3, 3, 2)
     assert moved[0, 1, 2, 1] == depthwise[5, 0, 0, 1]
     assert depthwise_kernel(depthwise).shape == (3, 3, 6, 1)
+    with pytest.raises(ValueError, match=r"\(C \* M, 1, kh, kw\).*\(4, 2, 3, 5\)"):
+        depthwise_kernel(kernel)
     assert dense_kernel(np.zeros((10, 4))).shape == (4, 10)
     np.testing.assert_array_equal(fold_bias_into_mean(np.ones(2), np.ones(2)), 0)
     # The normalised value is the same with either epsilon.
