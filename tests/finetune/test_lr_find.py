@@ -5,6 +5,7 @@ with the suggestion and records it."""
 
 import json
 import pathlib
+import types
 
 import keras
 import numpy as np
@@ -14,6 +15,7 @@ from PIL import Image
 from kerazoo import cli
 from kerazoo.finetune import build
 from kerazoo.finetune import run
+from kerazoo.finetune.engine import _auto_learning_rate
 from kerazoo.finetune.engine import find_learning_rate
 from kerazoo.finetune.lr_find import LRRangeTest
 from kerazoo.finetune.lr_find import range_test
@@ -228,6 +230,16 @@ def _head(path, recipe):
     parts = build(recipe, 10)
     parts["model"].load_weights(path)
     return keras.ops.convert_to_numpy(parts["model"].get_layer("predictions").kernel)
+
+
+def test_a_resumed_stage_keeps_the_rate_it_chose():
+    spec = load_recipe(TINY, ["stage1.optimizer.learning_rate=auto"]).stage1
+    stage = types.SimpleNamespace(number=1, spec=spec)
+    # No range test runs (it would need the context): the record decides.
+    chosen = _auto_learning_rate(None, stage, {"learning_rate": 0.0123}, None)
+    assert chosen.optimizer.learning_rate == 0.0123
+    assert chosen.optimizer.name == spec.optimizer.name
+    assert chosen.epochs == spec.epochs
 
 
 def test_auto_is_validated():
