@@ -249,6 +249,8 @@ class GradCAM:
     depends on nothing else), else the model's output itself. The model must be
     a chain (each layer feeding the next), as `kerazoo.finetune.build` and
     `create_model` make them: layers before the body, the body, the head.
+    The gradients are TensorFlow's (`tf.GradientTape`): the TensorFlow
+    backend is needed.
 
     Args:
         model: A functional `keras.Model` with a layer named `body`.
@@ -259,6 +261,13 @@ class GradCAM:
     """
 
     def __init__(self, model):
+        if keras.backend.backend() != "tensorflow":
+            raise InterpretError(
+                "Grad-CAM takes its gradients with TensorFlow, and the Keras "
+                f"backend is {keras.backend.backend()}: run it with "
+                "KERAS_BACKEND=tensorflow (the default; a model.keras loads "
+                "there whichever backend trained it)"
+            )
         names = [layer.name for layer in model.layers]
         if "body" not in names:
             raise InterpretError(
