@@ -245,9 +245,42 @@ def _load_recipe(args, command):
         return None
 
 
+def _recipe_distribution(args):
+    """The recipe's `distribution` as written (None when it cannot be read:
+    `_load_recipe` then says why)."""
+    import yaml
+
+    from kerazoo.recipes import apply_overrides
+
+    try:
+        with open(args.recipe) as file:
+            data = apply_overrides(yaml.safe_load(file) or {}, args.set)
+        return data.get("distribution")
+    except Exception:  # any reason is reported by _load_recipe
+        return None
+
+
 def _cmd_finetune(args):
+    from kerazoo.distributed import Cluster
+    from kerazoo.distributed import DistributedError
+    from kerazoo.distributed import current
+    from kerazoo.distributed import start
     from kerazoo.recipes import RecipeError
 
+    try:
+        cluster = Cluster.from_env(
+            args.coordinator,
+            args.num_processes,
+            args.process_id,
+            args.distributed_timeout,
+        )
+        # Before the recipe is validated: that builds optimizers, and JAX
+        # joins a cluster only before its first computation.
+        if _recipe_distribution(args) == "data_parallel":
+            start(cluster, log=_log)
+    except DistributedError as error:
+        print(f"kerazoo finetune: error: {error}", file=sys.stderr)
+        return 2
     recipe = _load_recipe(args, "finetune")
     if recipe is None:
         return 2
@@ -260,7 +293,7 @@ def _cmd_finetune(args):
         flush=True,
     )
     try:
-        report = run(recipe, restart=args.restart, log=_log)
+        report = run(recipe, restart=args.restart, log=_log, cluster=cluster)
     except (FinetuneError, RecipeError, ValueError, FileNotFoundError) as error:
         print(f"kerazoo finetune: error: {error}", file=sys.stderr)
         return 1
@@ -271,6 +304,9 @@ def _cmd_finetune(args):
         f"images{after1}; {report['seconds']:.0f} s of training; weights of "
         f"{report.get('final_weights', 'the last epoch')}"
     )
+    if not current().writer:
+        print(f"process {current().process_id}: process 0 writes the run")
+        return 0
     print(
         f"written to {recipe.output_dir}: report.json, history.csv, curves.png, "
         "confusion.png, model.keras"
@@ -599,6 +635,34 @@ def build_parser():
         "--restart",
         action="store_true",
         help="delete the run in output_dir and start over instead of resuming",
+    )
+    cluster = p.add_argument_group(
+        "distribution: data_parallel (docs/distributed.md); each flag also "
+        "from its KERAZOO_ variable, none where JAX detects the cluster (SLURM)"
+    )
+    cluster.add_argument(
+        "--coordinator",
+        metavar="HOST:PORT",
+        help="process 0's address, the same for every process (KERAZOO_COORDINATOR)",
+    )
+    cluster.add_argument(
+        "--num-processes",
+        type=_positive_int,
+        metavar="N",
+        help="processes in the job (KERAZOO_NUM_PROCESSES)",
+    )
+    cluster.add_argument(
+        "--process-id",
+        type=int,
+        metavar="I",
+        help="this process, 0 to N-1; 0 writes the run (KERAZOO_PROCESS_ID)",
+    )
+    cluster.add_argument(
+        "--distributed-timeout",
+        type=_positive_int,
+        metavar="SECONDS",
+        help="how long to wait for every process to join, and for a silent one "
+        "before ending the job (KERAZOO_DISTRIBUTED_TIMEOUT; default 300)",
     )
     p.set_defaults(func=_cmd_finetune)
 

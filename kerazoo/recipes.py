@@ -632,9 +632,11 @@ class Recipe(_Strict):
         "statistics (inference mode), `train` updates them. Left out, it follows "
         "the body: `frozen` for pretrained weights, `train` for weights: null.",
     )
-    distribution: typing.Literal["none", "mirrored", "multi_worker"] = Field(
+    distribution: typing.Literal["none", "mirrored", "data_parallel"] = Field(
         "none",
-        description="`mirrored`: MirroredStrategy over this machine's GPUs.",
+        description="`mirrored`: MirroredStrategy over this machine's GPUs "
+        "(TensorFlow); `data_parallel`: Keras's DataParallel over every device "
+        "of every process (JAX; docs/distributed.md).",
     )
     precision: typing.Literal["float32", "mixed_float16", "mixed_bfloat16", "auto"] = (
         Field(
@@ -654,12 +656,12 @@ class Recipe(_Strict):
     export: Export | None = None
     search: Search | None = None
 
-    @field_validator("distribution")
+    @field_validator("distribution", mode="before")
     @classmethod
     def _supported_distribution(cls, value):
         if value == "multi_worker":
             raise ValueError(
-                "multi_worker is not supported: Keras 3's fit fails under "
+                "multi_worker is gone: Keras 3's fit fails under "
                 "tf.distribute.MultiWorkerMirroredStrategy ('Attempt to convert a "
                 "value (PerReplica...)', keras-team/keras#20585, "
                 "tensorflow/tensorflow#72388; reproduced with TensorFlow 2.21 and "

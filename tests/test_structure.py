@@ -130,7 +130,7 @@ LAYERS = [
     ["kerazoo.testing", "kerazoo.pretrained"],
     ["kerazoo.models"],
     ["kerazoo.data"],
-    ["kerazoo.recipes"],
+    ["kerazoo.recipes", "kerazoo.distributed"],
     ["kerazoo.export", "kerazoo.demo", "kerazoo.experiments"],
     ["kerazoo.finetune"],
     ["kerazoo.tuning"],

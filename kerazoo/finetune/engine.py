@@ -18,6 +18,7 @@ import os
 import pathlib
 import shutil
 import sys
+import tempfile
 import time
 import typing
 import warnings
@@ -31,6 +32,7 @@ import kerazoo.export.folding as folding
 import kerazoo.finetune.freezing as freezing
 import kerazoo.finetune.lr_find as lr_find
 import kerazoo.finetune.report as reporting
+from kerazoo import distributed
 from kerazoo import initializers
 from kerazoo import optimizers
 from kerazoo._files import replace_text
@@ -224,6 +226,23 @@ class EpochBackup(keras.callbacks.Callback):
         shutil.rmtree(self.directory, ignore_errors=True)
 
 
+class _PaddedLoss(keras.callbacks.Callback):
+    """Makes `val_loss` the mean over the real validation rows under
+    data_parallel (`distributed.Padding`); first of a stage's callbacks, so
+    that the history and the best-epoch choice see the corrected value."""
+
+    def __init__(self, padding):
+        super().__init__()
+        self.padding = padding
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.padding.reset()
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None and "val_loss" in logs:
+            logs["val_loss"] = float(logs["val_loss"]) * self.padding.loss_scale()
+
+
 class _StageSummary(keras.callbacks.Callback):
     def __init__(self):
         super().__init__()
@@ -339,9 +358,12 @@ def _callbacks(run, stage_number, stage, target, summary):
     )
     callbacks = [
         keras.callbacks.TerminateOnNaN(raise_error=True),
-        EpochBackup(backup),
         keras.callbacks.CSVLogger(str(history), append=True),
         best,
+        # After the history row and the best weights: a kill between them
+        # reruns the epoch (its row is written twice, the last copy kept)
+        # instead of losing its row.
+        EpochBackup(backup),
         summary,
     ]
     if stage.early_stopping:
@@ -369,7 +391,18 @@ def _verbose():
     return 1 if sys.stdout.isatty() else 2
 
 
-def _fit(run, n, model, train, validation, stage, callbacks, log, class_weight=None):
+def _fit(
+    run,
+    n,
+    model,
+    train,
+    validation,
+    stage,
+    callbacks,
+    log,
+    class_weight=None,
+    steps_per_epoch=None,
+):
     record = run.stage(n)
     backup = run.dir / "backup" / f"stage{n}"
     epoch = EpochBackup.completed_epochs(backup)
@@ -385,6 +418,7 @@ def _fit(run, n, model, train, validation, stage, callbacks, log, class_weight=N
             validation_data=validation,
             epochs=stage.epochs,
             initial_epoch=epoch,
+            steps_per_epoch=steps_per_epoch,
             callbacks=callbacks,
             verbose=_verbose(),
             shuffle=False,  # the pipeline shuffles, seeded
@@ -655,7 +689,7 @@ def precision_policy(precision):
     return "float32"
 
 
-def run(recipe, *, restart=False, log=print):
+def run(recipe, *, restart=False, log=print, cluster=None):
     """Runs (or resumes) a fine-tuning recipe.
 
     Args:
@@ -664,11 +698,16 @@ def run(recipe, *, restart=False, log=print):
             an interrupted run resumes from its last completed epoch, and a
             finished one is reported, not repeated.
         log: Where progress lines go.
+        cluster: A `kerazoo.distributed.Cluster` for `distribution:
+            data_parallel` (None: `Cluster.from_env()`). Only process 0 writes
+            into `output_dir`; the others keep a private copy of the run in a
+            temporary folder, removed when they end.
 
     Returns:
         The report dict (also in `output_dir/report.json`); its top-level
         `test_accuracy` is the fine-tuned model's accuracy on the test split.
     """
+    world = _world(recipe, cluster, log)
     policy = precision_policy(recipe.precision)
     previous = keras.config.dtype_policy()
     keras.config.set_dtype_policy(policy)
@@ -682,13 +721,96 @@ def run(recipe, *, restart=False, log=print):
                     f"precision: {policy} (variables in float32, the classifier's "
                     "output in float32)"
                 )
-            return _run(recipe, restart=restart, log=log)
+            return _run(recipe, restart=restart, log=log, world=world)
     finally:
         keras.config.set_dtype_policy(previous)
 
 
-def _run(recipe, *, restart, log):
-    run_ = _Run(recipe, restart=restart)
+def _world(recipe, cluster, log):
+    """The processes of the run (`distributed.World`), the cluster joined
+    when the recipe is data_parallel."""
+    if recipe.distribution != "data_parallel":
+        if cluster is not None and cluster.given:
+            raise FinetuneError(
+                "--coordinator, --num-processes and --process-id start a "
+                f"data_parallel run, but the recipe's distribution is "
+                f"{recipe.distribution}; set distribution: data_parallel "
+                "(--set distribution=data_parallel)"
+            )
+        return distributed.World()
+    try:
+        world = distributed.start(cluster, log)
+    except distributed.DistributedError as error:
+        raise FinetuneError(str(error)) from None
+    log(f"distribution: {world.describe()}")
+    return world
+
+
+def _private_copy(recipe, world):
+    """For a process other than 0: a copy of process 0's run (not its
+    caches) in a folder of its own, and the recipe writing there, so that this
+    process resumes from the same epoch and writes nothing of the run's.
+
+    The folder is `KERAZOO_PRIVATE_DIR` when set (emptied first, kept after),
+    else a new temporary one, returned to be removed when the run ends."""
+    given = os.environ.get(distributed.PRIVATE_DIR)
+    if given:
+        scratch = pathlib.Path(given)
+        if scratch.exists():
+            shutil.rmtree(scratch)
+        scratch.mkdir(parents=True)
+    else:
+        scratch = pathlib.Path(
+            tempfile.mkdtemp(prefix=f"kerazoo-process{world.process_id}-")
+        )
+    source = pathlib.Path(recipe.output_dir)
+    if source.is_dir():
+        shutil.copytree(
+            source,
+            scratch,
+            ignore=shutil.ignore_patterns("cache", "logs"),
+            dirs_exist_ok=True,
+        )
+    data = recipe.data.model_copy(update={"cache_dir": None})
+    private = recipe.model_copy(
+        update={"output_dir": str(scratch), "export": None, "data": data}
+    )
+    return private, (None if given else scratch)
+
+
+def _progress(run_):
+    """Numbers every process must agree on before training: which stages are
+    done, the epochs their backups hold, whether the run finished."""
+    values = [int(run_.finished)]
+    for n in (1, 2):
+        backup = run_.dir / "backup" / f"stage{n}"
+        values += [int(run_.stage(n)["done"]), EpochBackup.completed_epochs(backup)]
+    return values
+
+
+def _run(recipe, *, restart, log, world=None):
+    world = world or distributed.World()
+    scratch, run_dir = None, recipe.output_dir
+    if world.writer:
+        run_ = _Run(recipe, restart=restart)
+    # Process 0 has cleared (--restart) or checked its output_dir.
+    world.barrier("kerazoo-output-dir")
+    if not world.writer:
+        recipe, scratch = _private_copy(recipe, world)
+        log(
+            f"process {world.process_id}: a private copy of the run in "
+            f"{recipe.output_dir} (process 0 writes {run_dir})"
+        )
+        run_ = _Run(recipe)
+    try:
+        world.same_everywhere(_progress(run_), "the run's progress")
+        return _run_in(run_, recipe, log, world)
+    finally:
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _run_in(run_, recipe, log, world):
     if run_.finished:
         report = json.loads((run_.dir / "report.json").read_text())
         log(
@@ -698,6 +820,14 @@ def _run(recipe, *, restart, log):
         return report
     keras.utils.set_random_seed(recipe.seed)
     data = load_recipe_data(recipe)
+    if world.distributed:
+        # Each process trains on its own shard; validation and test are whole.
+        shard = data.sharded(world.process_id, world.num_processes)
+        local = dataclasses.replace(
+            data, splits={**data.splits, "train": shard.splits["train"]}
+        )
+    else:
+        local = data
     log(f"data: {data.summary()}")
     for line in data.class_counts():
         log(f"  {line if len(line) <= 200 else line[:197] + '...'}")
@@ -707,7 +837,7 @@ def _run(recipe, *, restart, log):
     plan = plan_cache(recipe.data.cache, size, data.sizes, cache_dir, streamed=streamed)
     log(f"data cache: {plan.reason}")
     pipelines = Pipelines(
-        data,
+        local,
         size,
         cache=plan.mode,
         cache_dir=plan.directory,
@@ -716,7 +846,7 @@ def _run(recipe, *, restart, log):
         log=log,
     )
     try:
-        return _stages(run_, recipe, data, pipelines, plan, cache_dir, log)
+        return _stages(run_, recipe, data, pipelines, plan, cache_dir, log, world)
     finally:
         pipelines.close()
 
@@ -753,6 +883,13 @@ class Stage:
     test: typing.Callable | None = None
     loss: object = "sparse_categorical_crossentropy"
     record: dict = dataclasses.field(default_factory=dict)
+    steps: int | None = None
+    padding: dict = dataclasses.field(
+        default_factory=lambda: {
+            "validation": distributed.Padding(),
+            "test": distributed.Padding(),
+        }
+    )
 
 
 def _stage1(ctx):
@@ -766,6 +903,8 @@ def _stage1(ctx):
         and augment is None
         and not any(mixes.values())
         and ctx.nan_batch(1) is None
+        # Feature files are one process's; data_parallel runs the frozen body.
+        and not ctx.world.distributed
     )
     stage = Stage(
         1, spec, parts["head"] if cached else parts["frozen"], None, None, None, None
@@ -814,22 +953,31 @@ def _stage1(ctx):
                 num_classes=ctx.num_classes if one_hot else None,
             )
         if training:
-            return pipelines.dataset(
-                "train",
+            return ctx.training(
+                1,
                 batch_size,
-                training=True,
-                augment=augment,
-                **mixes,
-                one_hot=one_hot,
-                seed=recipe.seed,
-                nan_batch=ctx.nan_batch(1),
+                lambda local: pipelines.dataset(
+                    "train",
+                    local,
+                    training=True,
+                    augment=augment,
+                    **mixes,
+                    one_hot=one_hot,
+                    seed=recipe.seed,
+                    nan_batch=ctx.nan_batch(1),
+                ),
             )
-        return pipelines.dataset(split, 64, one_hot=one_hot)
+        return ctx.evaluation(
+            64,
+            lambda size: pipelines.dataset(split, size, one_hot=one_hot),
+            stage.padding[split],
+        )
 
     stage.prepare = prepare
     stage.train = lambda: dataset("train", batch, training=True)
     stage.validation = lambda: dataset("validation", 256)
     stage.test = lambda: dataset("test", 256)
+    stage.steps = ctx.world.steps(ctx.n_train, batch)
     stage.optimizer = lambda: _optimizer(stage.spec, math.ceil(ctx.n_train / batch))
     return stage
 
@@ -858,17 +1006,26 @@ def _stage2(ctx):
         )
 
     stage.prepare = prepare
-    stage.train = lambda: ctx.pipelines.dataset(
-        "train",
+    stage.train = lambda: ctx.training(
+        2,
         batch,
-        training=True,
-        augment=_augment(recipe, spec),
-        **mixes,
-        one_hot=one_hot,
-        seed=recipe.seed + 1,
-        nan_batch=ctx.nan_batch(2),
+        lambda local: ctx.pipelines.dataset(
+            "train",
+            local,
+            training=True,
+            augment=_augment(recipe, spec),
+            **mixes,
+            one_hot=one_hot,
+            seed=recipe.seed + 1,
+            nan_batch=ctx.nan_batch(2),
+        ),
     )
-    stage.validation = lambda: ctx.pipelines.dataset("validation", 64, one_hot=one_hot)
+    stage.validation = lambda: ctx.evaluation(
+        64,
+        lambda size: ctx.pipelines.dataset("validation", size, one_hot=one_hot),
+        stage.padding["validation"],
+    )
+    stage.steps = ctx.world.steps(ctx.n_train, batch)
     stage.optimizer = lambda: _optimizer(
         stage.spec, math.ceil(ctx.n_train / batch), multipliers
     )
@@ -886,6 +1043,7 @@ class _Context:
     log: typing.Callable
     num_classes: int = 0
     class_weight: dict | None = None
+    world: distributed.World = dataclasses.field(default_factory=distributed.World)
 
     def nan_batch(self, n):
         """The training batch of stage `n` that gets NaN images, from the
@@ -902,6 +1060,22 @@ class _Context:
                 f"received {fault!r}"
             ) from None
         return batch if stage == n else None
+
+    def training(self, n, batch, dataset):
+        """Stage `n`'s training batches: `dataset(batch)` in one process;
+        under data_parallel, this process's endless share of each global
+        `batch` (`World.training`)."""
+        try:
+            local = self.world.local_batch(batch, f"stage{n}.batch_size")
+        except distributed.DistributedError as error:
+            raise FinetuneError(str(error)) from None
+        return self.world.training(dataset(local), local)
+
+    def evaluation(self, batch, dataset, padding=None):
+        """`dataset(batch)` in one process; under data_parallel, this
+        process's rows of each global batch (`World.evaluation`)."""
+        batch = self.world.evaluation_batch(batch)
+        return self.world.evaluation(dataset(batch), batch, padding)
 
 
 def _range_test(stage, class_weight=None, log=print, **options):
@@ -985,15 +1159,16 @@ def _run_stage(ctx, stage, strategy):
         stage.spec = spec = _auto_learning_rate(ctx, stage, record, strategy)
         describe += f"; lr {record['learning_rate']:.3g} from the LR range test"
     train, validation = stage.train(), stage.validation()
+    # Evaluation rows that pad a last batch under data_parallel weigh 0, and
+    # only weighted metrics see the weights.
+    metrics = {"weighted_metrics" if ctx.world.distributed else "metrics": ["accuracy"]}
     with strategy.scope():
-        stage.target.compile(
-            optimizer=stage.optimizer(),
-            loss=stage.loss,
-            metrics=["accuracy"],
-        )
+        stage.target.compile(optimizer=stage.optimizer(), loss=stage.loss, **metrics)
     log(describe)
     summary = _StageSummary()
     callbacks, best = _callbacks(run_, n, spec, model, summary)
+    if ctx.world.distributed:
+        callbacks.insert(0, _PaddedLoss(stage.padding["validation"]))
     _fit(
         run_,
         n,
@@ -1004,6 +1179,7 @@ def _run_stage(ctx, stage, strategy):
         callbacks,
         log,
         class_weight=ctx.class_weight,
+        steps_per_epoch=stage.steps,
     )
     last = summary.logs.get("val_accuracy", float("nan"))
     record["last_epoch"] = summary.epochs
@@ -1022,9 +1198,13 @@ def _run_stage(ctx, stage, strategy):
         record["val_accuracy"] = last
     summary_text = f"val_accuracy {record['val_accuracy']:.4f}"
     if stage.test is not None:
+        padding = stage.padding["test"]
+        padding.reset()
         record["test_loss"], record["test_accuracy"] = (
             float(v) for v in stage.target.evaluate(stage.test(), verbose=0)
         )
+        if ctx.world.distributed:
+            record["test_loss"] *= padding.loss_scale()
         summary_text += f", test accuracy {record['test_accuracy']:.4f}"
     model.save_weights(weights)
     record.update(done=True, summary=summary_text)
@@ -1032,7 +1212,7 @@ def _run_stage(ctx, stage, strategy):
     log(f"stage {n} done: {record['seconds']:.1f} s, {summary_text}")
 
 
-def _stages(run_, recipe, data, pipelines, plan, cache_dir, log):
+def _stages(run_, recipe, data, pipelines, plan, cache_dir, log, world):
     size = recipe.model.image_size
     weights = class_weights(recipe.data.class_weight, data)
     if weights is not None:
@@ -1042,7 +1222,7 @@ def _stages(run_, recipe, data, pipelines, plan, cache_dir, log):
         )
         log(f"class weights ({how}): {line[:197] + '...' if len(line) > 200 else line}")
     strategy = _strategy(recipe.distribution)
-    if recipe.distribution != "none":
+    if recipe.distribution == "mirrored":
         log(
             f"distribution: {recipe.distribution}, "
             f"{strategy.num_replicas_in_sync} replicas"
@@ -1065,11 +1245,19 @@ def _stages(run_, recipe, data, pipelines, plan, cache_dir, log):
         log,
         num_classes=data.num_classes,
         class_weight=weights,
+        world=world,
     )
     for stage in (_stage1(ctx), _stage2(ctx)):
         _run_stage(ctx, stage, strategy)
-    test = pipelines.dataset("test", 64, ordered=True)
-    return _finish(run_, data, model, parts["body"], test, pipelines, plan, log)
+    batch = world.evaluation_batch(64)
+    test = pipelines.dataset("test", batch, ordered=True)
+
+    def predict(images):
+        return world.predict(model, images, batch)
+
+    return _finish(
+        run_, data, model, parts["body"], test, pipelines, plan, log, predict
+    )
 
 
 def _final_weights(stages):
@@ -1083,11 +1271,14 @@ def _final_weights(stages):
     return "initial weights (no stage trained)"
 
 
-def _finish(run, data, model, body, test, pipelines, plan, log):
+def _finish(run, data, model, body, test, pipelines, plan, log, predict=None):
     recipe = run.recipe
     # `test` keeps its order: the labels and the predictions are of one order.
     labels = np.concatenate(list(test.map(lambda x, y: y).as_numpy_iterator()))
-    probabilities = model.predict(test.map(lambda x, y: x), verbose=0)
+    if predict is None:
+        probabilities = model.predict(test.map(lambda x, y: x), verbose=0)
+    else:
+        probabilities = predict(test)
     predictions = np.argmax(probabilities, axis=-1)
     accuracy = float(np.mean(labels == predictions))
     rows = reporting.read_stage_history(run.dir / "history_stage1.csv", 1)
