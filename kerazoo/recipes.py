@@ -665,7 +665,8 @@ class Recipe(_Strict):
                 "tf.distribute.MultiWorkerMirroredStrategy ('Attempt to convert a "
                 "value (PerReplica...)', keras-team/keras#20585, "
                 "tensorflow/tensorflow#72388; reproduced with TensorFlow 2.21 and "
-                "Keras 3.15); use 'mirrored' for the GPUs of one machine"
+                "Keras 3.15); use 'data_parallel' (KERAS_BACKEND=jax) for several "
+                "processes or machines, 'mirrored' for the GPUs of one machine"
             )
         return value
 
