@@ -64,10 +64,36 @@ def check_learning_rate(learning_rate):
         check_non_negative("learning_rate", learning_rate)
 
 
+def did_you_mean(name, valid, n=3, cutoff=0.5):
+    """`" Did you mean 'a', 'b'?"` for the names of `valid` closest to `name`
+    (at most `n`), or `""` when none is close: the one suggestion helper of
+    kerazoo's errors."""
+    close = difflib.get_close_matches(str(name), [str(v) for v in valid], n, cutoff)
+    return f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+
+
 def unknown_name_error(kind, name, valid, listing=None):
     """A `ValueError` for an unknown `kind` name, suggesting the closest valid
     names; `listing` replaces the list of all names (for long lists)."""
-    close = difflib.get_close_matches(str(name), list(valid), n=3, cutoff=0.5)
-    hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
     listing = listing or f"Valid names: {', '.join(valid)}."
-    return ValueError(f"Unknown {kind} {name!r}.{hint} {listing}")
+    return ValueError(f"Unknown {kind} {name!r}.{did_you_mean(name, valid)} {listing}")
+
+
+def parse_overrides(pairs):
+    """`--set key.path=value` strings as `[(("key", "path"), value), ...]`, the
+    values read as YAML (`3`, `0.1`, `[1, 2]`, `null`; an empty value is None):
+    the one `--set` parser of recipes and experiments. Raises `ValueError`
+    naming a string that is not `key.path=value`."""
+    import yaml  # Only the command line's overrides need it.
+
+    parsed = []
+    for pair in pairs or ():
+        key, sep, text = str(pair).partition("=")
+        path = tuple(part.strip() for part in key.split("."))
+        if not sep or not all(path):
+            raise ValueError(
+                "--set expects key.path=value (e.g. stage2.epochs=3). "
+                f"Received: {pair!r}"
+            )
+        parsed.append((path, yaml.safe_load(text) if text.strip() else None))
+    return parsed

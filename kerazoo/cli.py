@@ -8,6 +8,7 @@ import os
 import sys
 
 import kerazoo
+from kerazoo._checks import did_you_mean
 from kerazoo._quiet import import_keras
 
 
@@ -110,8 +111,6 @@ def _cmd_init_report(args):
 
 
 def _cmd_weights(args):
-    import difflib
-
     # Imported on use, as in every command: `kerazoo --help` loads no Keras.
     from kerazoo.models import create_model
     from kerazoo.pretrained import WeightsIntegrityError
@@ -122,8 +121,7 @@ def _cmd_weights(args):
     known = sorted({e.model for e in manifest.MANIFEST})
     for name in args.fetch or []:
         if name not in known:
-            close = difflib.get_close_matches(name, known, n=3)
-            hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
+            hint = did_you_mean(name, known)
             print(
                 f"kerazoo weights: error: no weights for {name!r}.{hint}",
                 file=sys.stderr,

@@ -12,7 +12,6 @@ Example:
 1
 """
 
-import difflib
 import hashlib
 import json
 import pathlib
@@ -26,6 +25,9 @@ from pydantic import Field
 from pydantic import ValidationError
 from pydantic import field_validator
 from pydantic import model_validator
+
+from kerazoo._checks import did_you_mean
+from kerazoo._checks import parse_overrides
 
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "rmsprop", "adam", "adamw", "adagrad")
 INITIALIZERS = (
@@ -87,8 +89,7 @@ class ModelSpec(_Strict):
 
         names = list_models()
         if name not in names:
-            close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
-            hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
+            hint = did_you_mean(name, names)
             raise ValueError(
                 f"unknown model {name!r}.{hint} `kerazoo models` lists all {len(names)}"
             )
@@ -790,8 +791,7 @@ def _describe(error):
     kind = error["type"]
     if kind == "extra_forbidden":
         allowed = _fields_at([p for p in loc[:-1] if p not in _UNION_TAGS])
-        close = difflib.get_close_matches(str(loc[-1]), allowed or [], n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
+        hint = did_you_mean(loc[-1], allowed or [], n=1, cutoff=0.6)
         return f"{path}: unknown key.{hint} Allowed keys: {', '.join(allowed or [])}"
     if kind == "missing":
         return f"{path}: required key is missing"
@@ -800,11 +800,9 @@ def _describe(error):
         message = message[len("Value error, ") :]
     expected = error.get("ctx", {}).get("expected")
     if expected and received is not None:
-        close = difflib.get_close_matches(
-            str(received), re.findall(r"'([^']+)'", expected), n=1
-        )
-        if close:
-            message += f" (did you mean {close[0]!r}?)"
+        hint = did_you_mean(received, re.findall(r"'([^']+)'", expected), n=1)
+        if hint:
+            message = message.rstrip(".") + "." + hint
     return f"{path}: received {received!r}; {message}"
 
 
@@ -842,14 +840,13 @@ def validate_recipe(data, source="recipe"):
 def apply_overrides(data, overrides):
     """Applies `key.path=value` strings (values parsed as YAML) to a dict."""
     data = json.loads(json.dumps(data))
-    for override in overrides or ():
-        key, sep, value = override.partition("=")
-        if not sep or not key.strip():
-            raise RecipeError(
-                f"--set expects key.path=value (e.g. stage2.epochs=3). "
-                f"Received: {override!r}"
-            )
-        parts = key.strip().split(".")
+    try:
+        parsed = parse_overrides(overrides)
+    except ValueError as error:
+        raise RecipeError(str(error)) from None
+    for (*sections, last), value in parsed:
+        parts = [*sections, last]
+        override = f"{'.'.join(parts)}={value!r}"
         node = data
         for i, part in enumerate(parts[:-1]):
             child = node.get(part)
@@ -861,7 +858,7 @@ def apply_overrides(data, overrides):
                     "not a section"
                 )
             node = child
-        node[parts[-1]] = yaml.safe_load(value) if value.strip() else None
+        node[last] = value
     return data
 
 

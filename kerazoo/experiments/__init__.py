@@ -14,6 +14,7 @@ and prints one verdict per claim: held or not, and by how much.
 
 import importlib
 
+from kerazoo._checks import unknown_name_error
 from kerazoo.experiments._common import ExperimentError
 from kerazoo.experiments._common import Verdict
 from kerazoo.experiments._common import merge_settings
@@ -91,13 +92,10 @@ def _recipe_file(name_or_path):
 
 def _known(name):
     if name not in EXPERIMENTS:
-        import difflib
-
-        close = difflib.get_close_matches(str(name), list(EXPERIMENTS), n=3)
-        hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
-        raise ExperimentError(
-            f"Unknown experiment {name!r}.{hint} Experiments: {', '.join(EXPERIMENTS)}"
+        error = unknown_name_error(
+            "experiment", name, EXPERIMENTS, f"Experiments: {', '.join(EXPERIMENTS)}"
         )
+        raise ExperimentError(str(error))
     return name
 
 

@@ -5,13 +5,15 @@ computed from the numbers."""
 
 import csv
 import dataclasses
-import difflib
 import json
 import time
 from importlib import resources
 from pathlib import Path
 
 import numpy as np
+
+from kerazoo._checks import did_you_mean
+from kerazoo._checks import parse_overrides
 
 # The experiments' recipes, package data: found where the package is installed,
 # not in a source checkout.
@@ -65,8 +67,7 @@ def merge_settings(defaults, overrides, where):
     settings = dict(defaults)
     for key, value in (overrides or {}).items():
         if key not in defaults:
-            close = difflib.get_close_matches(key, list(defaults), n=3)
-            hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
+            hint = did_you_mean(key, defaults)
             raise ExperimentError(
                 f"Unknown setting {key!r} in {where}.{hint} "
                 f"Settings: {', '.join(sorted(defaults))}"
@@ -76,16 +77,12 @@ def merge_settings(defaults, overrides, where):
 
 
 def parse_set(pairs):
-    """`--set key=value` pairs, values read as YAML (`3`, `0.1`, `[1, 2]`)."""
-    import yaml
-
-    out = {}
-    for pair in pairs or ():
-        key, sep, text = pair.partition("=")
-        if not sep or not key:
-            raise ExperimentError(f"--set takes key=value. Received: {pair!r}")
-        out[key.strip()] = yaml.safe_load(text)
-    return out
+    """`--set key=value` pairs as a dict (the settings are flat), values read
+    as YAML (`3`, `0.1`, `[1, 2]`), by the recipes' parser."""
+    try:
+        return {".".join(path): value for path, value in parse_overrides(pairs)}
+    except ValueError as error:
+        raise ExperimentError(str(error)) from None
 
 
 class Run:

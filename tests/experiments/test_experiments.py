@@ -102,7 +102,7 @@ def test_set_values_are_read_as_yaml():
         "depths": [8, 20],
         "data": "digits",
     }
-    with pytest.raises(ExperimentError, match="key=value"):
+    with pytest.raises(ExperimentError, match="key.path=value"):
         parse_set(["epochs"])
 
 

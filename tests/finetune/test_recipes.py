@@ -68,7 +68,7 @@ def test_bad_choice_lists_allowed_and_suggests():
     data["stage2"]["optimizer"]["name"] = "adamm"
     message = _error(data)
     assert "stage2.optimizer.name: received 'adamm'" in message
-    assert "'nesterov'" in message and "did you mean 'adam'" in message
+    assert "'nesterov'" in message and "Did you mean 'adam'?" in message
 
 
 def test_missing_stage_is_an_error():
