@@ -197,6 +197,31 @@ def weights_h5_shape(path, layer_key, index):
         return None if dataset is None else tuple(dataset.shape)
 
 
+def ema_averages(optimizer):
+    """`[(variable, average)]`: each variable a built optimizer with
+    `use_ema=True` trains, paired with the moving average it keeps of it
+    (an average is None for a variable it does not average).
+
+    Reads `Optimizer._trainable_variables` and
+    `Optimizer._model_variables_moving_average`, the lists that Keras's
+    `build` fills and `finalize_variable_values` zips (in that order). The
+    public API can only overwrite the variables with their averages
+    (`finalize_variable_values`); reading an average, or resetting it to the
+    current weights, needs the list itself. A `LossScaleOptimizer` (mixed
+    precision) is read through its public `inner_optimizer`.
+
+    Checked against Keras 3.15.1.
+    """
+    optimizer = getattr(optimizer, "inner_optimizer", optimizer)
+    if not getattr(optimizer, "use_ema", False):
+        raise ValueError(
+            "the optimizer keeps no weight average: build it with use_ema=True. "
+            f"Received: optimizer={type(optimizer).__name__}"
+        )
+    averages = optimizer._model_variables_moving_average
+    return list(zip(optimizer._trainable_variables, averages, strict=True))
+
+
 # ---------------------------------------------------------------------------
 # TensorFlow
 # ---------------------------------------------------------------------------

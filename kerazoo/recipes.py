@@ -481,6 +481,30 @@ Schedule = typing.Annotated[
 ]
 
 
+class EMA(_Strict):
+    """An exponential moving average of the stage's weights, used for its
+    validation, its best-epoch choice and its final weights
+    (`kerazoo.finetune.ema`)."""
+
+    decay: float = Field(
+        0.999,
+        gt=0,
+        lt=1,
+        description="Per step: average = decay x average + (1 - decay) x weights "
+        "(spans about 1 / (1 - decay) steps).",
+    )
+    start_epoch: int = Field(
+        0,
+        ge=0,
+        description="Epoch (from 0) whose start begins the average; earlier "
+        "epochs validate and keep the raw weights.",
+    )
+
+
+# The optimizer's own EMA arguments: the stage's `ema` section sets them.
+_OPTIMIZER_EMA_KEYS = ("use_ema", "ema_momentum", "ema_overwrite_frequency")
+
+
 class EarlyStopping(_Strict):
     monitor: str = "val_accuracy"
     patience: int = Field(3, ge=1)
@@ -503,6 +527,40 @@ class Stage(_Strict):
         description="Of the stage's categorical crossentropy (one-hot labels).",
     )
     early_stopping: EarlyStopping | None = None
+    ema: EMA | None = Field(
+        None,
+        description="Weight EMA: `true` (decay 0.999 from epoch 0) or {decay, "
+        "start_epoch}; validation, restore_best, model.keras and the export use "
+        "the averaged weights.",
+    )
+
+    @field_validator("ema", mode="before")
+    @classmethod
+    def _ema(cls, value):
+        return _section(value, EMA)
+
+    @field_validator("ema")
+    @classmethod
+    def _ema_starts(cls, ema, info):
+        epochs = info.data.get("epochs")
+        if ema is not None and epochs and ema.start_epoch >= epochs:
+            raise ValueError(
+                f"start_epoch ({ema.start_epoch}) must be below the stage's epochs "
+                f"({epochs}): the average would never start"
+            )
+        return ema
+
+    @field_validator("optimizer")
+    @classmethod
+    def _no_optimizer_ema(cls, optimizer):
+        given = [key for key in _OPTIMIZER_EMA_KEYS if key in optimizer.model_extra]
+        if given:
+            raise ValueError(
+                f"{given[0]}: the weight average is set by the stage's `ema` "
+                "section ({decay, start_epoch}), which also validates with it; "
+                "remove the optimizer's EMA arguments"
+            )
+        return optimizer
 
 
 class Stage1(Stage):

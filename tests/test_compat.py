@@ -20,6 +20,7 @@ PRIVATE = re.compile(
     r"\bkeras\.src\b|\bkeras_tuner\.src\b|\btensorflow\.python\b"
     r"|\b_flatten_layers\b|\b_inbound_nodes\b|\b_outbound_nodes\b"
     r"|\b_keras_history\b|\b_retry_queue\b|\._operations\b"
+    r"|\b_model_variables_moving_average\b"
 )
 # Modules that may still name them (none do).
 ALLOWED = set()
@@ -291,6 +292,25 @@ def test_imagenet_label_names_are_the_1000_classes():
     assert names is not None and len(names) == 1000
     assert names[0].startswith("tench") and names[1].startswith("goldfish")
     assert all(isinstance(name, str) and name for name in names)
+
+
+def test_ema_averages_pairs_each_variable_with_its_average():
+    variable = keras.Variable(np.ones(3, "float32"))
+    plain = keras.optimizers.SGD(learning_rate=0.5)
+    plain.build([variable])
+    with pytest.raises(ValueError, match="use_ema=True"):
+        _compat.ema_averages(plain)
+    optimizer = keras.optimizers.SGD(learning_rate=0.5, use_ema=True, ema_momentum=0.5)
+    optimizer.apply_gradients([(keras.ops.ones(3), variable)])  # average = 0.5
+    optimizer.apply_gradients([(keras.ops.ones(3), variable)])  # 0.5 x 0.5 + 0.5 x 0
+    [(var, average)] = _compat.ema_averages(optimizer)
+    assert var is variable
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(average), [0.25] * 3)
+    # Keras's public overwrite uses the same pairs.
+    optimizer.finalize_variable_values([variable])
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(variable), [0.25] * 3)
+    scaled = keras.optimizers.LossScaleOptimizer(optimizer)
+    assert _compat.ema_averages(scaled)[0][1] is average
 
 
 # --- Private Keras names that stay in kerazoo's classes -----------------------------

@@ -10,6 +10,7 @@ Every stage epoch is backed up (`EpochBackup`): a killed run, rerun with the
 same command, resumes from its last completed epoch in the right stage.
 """
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -29,6 +30,7 @@ import tensorflow as tf
 import yaml
 
 import kerazoo.export.folding as folding
+import kerazoo.finetune.ema as weight_ema
 import kerazoo.finetune.freezing as freezing
 import kerazoo.finetune.lr_find as lr_find
 import kerazoo.finetune.report as reporting
@@ -112,11 +114,13 @@ class _BestWeights(keras.callbacks.Callback):
     improves, and remembers which epoch that was. Keras's `ModelCheckpoint`
     writes the file in place, so a kill mid-write loses the best weights."""
 
-    def __init__(self, model, path, monitor="val_accuracy", history=()):
+    def __init__(self, model, path, monitor="val_accuracy", history=(), ema=None):
         super().__init__()
         self.target = model
         self.path = pathlib.Path(path)
         self.monitor = monitor
+        # With a `WeightEMA`, the weights saved are the averaged ones validated.
+        self.ema = ema
         self.sign = -1.0 if monitor_mode(monitor) == "min" else 1.0
         # A resumed stage starts from the best of the epochs it already ran.
         self.best, self.best_epoch = -math.inf, None
@@ -132,7 +136,8 @@ class _BestWeights(keras.callbacks.Callback):
             return
         if self.sign * value > self.best:
             self.best, self.best_epoch = self.sign * value, epoch + 1
-            _save_weights_by_rename(self.target, self.path)
+            with self.ema.averaged() if self.ema else contextlib.nullcontext():
+                _save_weights_by_rename(self.target, self.path)
 
 
 def _save_weights_by_rename(model, path):
@@ -342,6 +347,7 @@ def _optimizer(stage, steps_per_epoch, multipliers=None):
         )
     if multipliers:
         config["lr_multipliers"] = multipliers
+    config.update(weight_ema.optimizer_options(stage.ema))
     return optimizers.get({**config, "learning_rate": lr})
 
 
@@ -351,13 +357,17 @@ def _callbacks(run, stage_number, stage, target, summary):
     backup = run.dir / "backup" / f"stage{stage_number}"
     history = run.dir / f"history_stage{stage_number}.csv"
     (run.dir / "checkpoints").mkdir(exist_ok=True)
+    ema = None if stage.ema is None else weight_ema.WeightEMA(stage.ema.start_epoch)
     best = _BestWeights(
         target,
         run.dir / "checkpoints" / f"best_stage{stage_number}.weights.h5",
         history=reporting.read_stage_history(history, stage_number),
+        ema=ema,
     )
     callbacks = [
         keras.callbacks.TerminateOnNaN(raise_error=True),
+        # Before the backup: it resets the average of an epoch before start_epoch.
+        *([ema] if ema else []),
         keras.callbacks.CSVLogger(str(history), append=True),
         best,
         # After the history row and the best weights: a kill between them
@@ -1087,7 +1097,7 @@ def _range_test(stage, class_weight=None, log=print, **options):
         update={"learning_rate": options.get("min_lr", lr_find.MIN_LR)}
     )
     stage.spec = spec.model_copy(
-        update={"optimizer": probe, "schedule": Constant(name="constant")}
+        update={"optimizer": probe, "schedule": Constant(name="constant"), "ema": None}
     )
     try:
         optimizer = stage.optimizer()
@@ -1158,6 +1168,10 @@ def _run_stage(ctx, stage, strategy):
     if spec.optimizer.learning_rate == "auto":
         stage.spec = spec = _auto_learning_rate(ctx, stage, record, strategy)
         describe += f"; lr {record['learning_rate']:.3g} from the LR range test"
+    if spec.ema is not None:
+        record["ema"] = {"decay": spec.ema.decay, "start_epoch": spec.ema.start_epoch}
+        steps = math.ceil(ctx.n_train / _batch_size(spec, ctx.n_train))
+        describe += "; " + weight_ema.describe(spec.ema, steps, spec.epochs)
     train, validation = stage.train(), stage.validation()
     # Evaluation rows that pad a last batch under data_parallel weigh 0, and
     # only weighted metrics see the weights.
@@ -1267,6 +1281,8 @@ def _final_weights(stages):
         if record.get("last_epoch"):
             epoch = record.get("restored_epoch") or record["last_epoch"]
             why = "best val_accuracy" if "restored_epoch" in record else "last"
+            if "ema" in record:
+                why += f", EMA of the weights, decay {record['ema']['decay']:g}"
             return f"{name} epoch {epoch} of {record['last_epoch']} ({why})"
     return "initial weights (no stage trained)"
 
