@@ -26,6 +26,7 @@ from pydantic import ValidationError
 from pydantic import field_validator
 from pydantic import model_validator
 
+from kerazoo import catalog
 from kerazoo._checks import did_you_mean
 from kerazoo._checks import parse_overrides
 
@@ -85,6 +86,9 @@ class ModelSpec(_Strict):
     @field_validator("name")
     @classmethod
     def _known_model(cls, name):
+        if name in catalog.names():  # the built-in zoo, without importing Keras
+            return name
+        # A model registered by user code is in the registry only.
         from kerazoo.models import list_models
 
         names = list_models()

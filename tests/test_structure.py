@@ -125,6 +125,7 @@ LAYERS = [
         "kerazoo._files",
         "kerazoo._session",
         "kerazoo._quiet",
+        "kerazoo.catalog",
     ],
     ["kerazoo.layers", "kerazoo.optimizers", "kerazoo.initializers"],
     ["kerazoo.testing", "kerazoo.pretrained"],

@@ -1,0 +1,38 @@
+"""The zoo's catalog, read without Keras: what `kerazoo models` lists and what
+recipe validation checks model names against, in well under a second.
+
+`kerazoo/catalog.json` ships in the package. It is generated from the registry
+and the weights manifest by `python -m kerazoo.models.catalog` (which also
+writes the table of `docs/models.md`), and `tests/models/test_catalog.py` fails
+when either is stale, so the catalog always says what `kerazoo.models` builds.
+Models registered by user code (`kerazoo.models.register_model`) are in the
+registry only.
+"""
+
+import fnmatch
+import functools
+import json
+from importlib import resources
+
+FILE = "catalog.json"
+
+
+@functools.cache
+def entries():
+    """Every built-in model as a dict: `name`, `family`, `params` (trainable,
+    default classes), `input_size`, `min_input_size`, `num_classes`,
+    `preprocessing`, `paper` and `weights` (a list of `tag`, `source`,
+    `license`, `converter`), in the registry's order."""
+    text = (resources.files("kerazoo") / FILE).read_text()
+    return tuple(json.loads(text)["models"])
+
+
+def names(pattern=None):
+    """Built-in model names, `pattern` filtering with shell wildcards."""
+    found = [entry["name"] for entry in entries()]
+    return [n for n in found if fnmatch.fnmatch(n, pattern)] if pattern else found
+
+
+def entry(name):
+    """The catalog entry of a built-in model, or None."""
+    return next((e for e in entries() if e["name"] == name), None)
