@@ -422,12 +422,19 @@ def _cmd_predict(args):
     from kerazoo.models import create_model
     from kerazoo.pretrained.predict import imagenet_class_names
     from kerazoo.pretrained.predict import predict_files
+    from kerazoo.pretrained.tta import parse_options
 
     try:
+        tta = parse_options(args.tta) if args.tta else None
         model = create_model(args.model, weights=args.weights)
         names = imagenet_class_names() if model.outputs[0].shape[-1] == 1000 else None
         results = predict_files(
-            model, args.images, top=args.top, class_names=names, crop_fraction=args.crop
+            model,
+            args.images,
+            top=args.top,
+            class_names=names,
+            crop_fraction=args.crop,
+            tta=tta,
         )
     except (ValueError, OSError) as error:
         print(f"kerazoo predict: error: {error}", file=sys.stderr)
@@ -812,6 +819,14 @@ def build_parser():
     p.add_argument("--weights", default="imagenet")
     p.add_argument("--top", type=_positive_int, default=5)
     p.add_argument("--crop", type=float, default=0.875)
+    p.add_argument(
+        "--tta",
+        default=None,
+        metavar="VIEWS",
+        help="test-time augmentation: average the probabilities over views, "
+        "comma-separated: flips, crops=N (the center, then the corners; 0-5), "
+        "scale=S (each crop's side, default 0.875); e.g. --tta flips,crops=5",
+    )
     p.set_defaults(func=_cmd_predict)
 
     p = sub.add_parser(

@@ -614,6 +614,28 @@ class Export(_Strict):
     formats: list[typing.Literal["tflite", "onnx"]] = Field(default_factory=list)
 
 
+class TTA(_Strict):
+    """Test-time augmentation of the final test evaluation
+    (`kerazoo.pretrained.tta`): the model's probabilities averaged over views."""
+
+    flips: bool = Field(True, description="Each view also mirrored left to right.")
+    crops: int = Field(
+        0, ge=0, le=5, description="Crops: the center, then the four corners (0-5)."
+    )
+    scale: float = Field(
+        0.875, gt=0, lt=1, description="Each crop's side over the image's."
+    )
+
+    @model_validator(mode="after")
+    def _some_view(self):
+        if not self.flips and not self.crops:
+            raise ValueError(
+                "flips false and crops 0 leave no view but the image itself; set "
+                "flips: true or crops >= 1 (or tta: null)"
+            )
+        return self
+
+
 class LearningRateRange(_Strict):
     min: float = Field(1e-4, gt=0)
     max: float = Field(1e-1, gt=0)
@@ -718,6 +740,18 @@ class Recipe(_Strict):
     tensorboard: bool = False
     export: Export | None = None
     search: Search | None = None
+    tta: TTA | None = Field(
+        None,
+        description="Test-time augmentation of the final test evaluation: `true` "
+        "(flips) or {flips, crops, scale}; the report gives the test accuracy "
+        "with and without it (the top-level test_accuracy, model.keras and the "
+        "export stay without).",
+    )
+
+    @field_validator("tta", mode="before")
+    @classmethod
+    def _tta(cls, value):
+        return _section(value, TTA)
 
     @field_validator("distribution", mode="before")
     @classmethod

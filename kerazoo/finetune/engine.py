@@ -47,6 +47,7 @@ from kerazoo.export import export_source
 from kerazoo.models import create_model
 from kerazoo.optimizers import batch_size_for
 from kerazoo.optimizers import schedules
+from kerazoo.pretrained import tta
 from kerazoo.recipes import Constant
 from kerazoo.recipes import RecipeError
 from kerazoo.recipes import monitor_mode
@@ -1266,8 +1267,8 @@ def _stages(run_, recipe, data, pipelines, plan, cache_dir, log, world):
     batch = world.evaluation_batch(64)
     test = pipelines.dataset("test", batch, ordered=True)
 
-    def predict(images):
-        return world.predict(model, images, batch)
+    def predict(images, target=model):
+        return world.predict(target, images, batch)
 
     return _finish(
         run_, data, model, parts["body"], test, pipelines, plan, log, predict
@@ -1297,6 +1298,16 @@ def _finish(run, data, model, body, test, pipelines, plan, log, predict=None):
         probabilities = predict(test)
     predictions = np.argmax(probabilities, axis=-1)
     accuracy = float(np.mean(labels == predictions))
+    tta_result = None
+    if recipe.tta is not None:
+        tta_result = _tta_accuracy(recipe.tta, model, test, labels, predict)
+        tta_result["test_accuracy_without"] = accuracy
+        tta_result["gain"] = tta_result["test_accuracy"] - accuracy
+        log(
+            f"test-time augmentation ({tta.describe(**recipe.tta.model_dump())}): test "
+            f"accuracy {tta_result['test_accuracy']:.4f}, without "
+            f"{accuracy:.4f} ({tta_result['gain']:+.4f})"
+        )
     rows = reporting.read_stage_history(run.dir / "history_stage1.csv", 1)
     rows += reporting.read_stage_history(run.dir / "history_stage2.csv", 2)
     reporting.write_history(rows, run.dir / "history.csv")
@@ -1345,6 +1356,8 @@ def _finish(run, data, model, body, test, pipelines, plan, log, predict=None):
         "test_images": len(labels),
         "confusion": matrix.tolist(),
     }
+    if tta_result is not None:
+        report["tta"] = tta_result
     (run.dir / "report.json").write_text(json.dumps(report, indent=2))
     shutil.rmtree(run.dir / "backup", ignore_errors=True)
     if recipe.export is not None:
@@ -1364,6 +1377,24 @@ def _finish(run, data, model, body, test, pipelines, plan, log, predict=None):
     run.state["finished"] = True
     run.save()
     return report
+
+
+def _tta_accuracy(spec, model, test, labels, predict=None):
+    """Test accuracy of `model` with test-time augmentation (`spec`: a
+    recipe's `tta`), predicted the way the run predicts (`predict(dataset,
+    target)`, in every process under data_parallel)."""
+    options = {"flips": spec.flips, "crops": spec.crops, "scale": spec.scale}
+    averaged = tta.with_tta(model, **options)
+    if predict is None:
+        probabilities = averaged.predict(test.map(lambda x, y: x), verbose=0)
+    else:
+        probabilities = predict(test, averaged)
+    accuracy = float(np.mean(labels == np.argmax(probabilities, axis=-1)))
+    return {
+        **options,
+        "views": tta.view_names(spec.flips, spec.crops),
+        "test_accuracy": accuracy,
+    }
 
 
 def lr_find_dir(recipe):

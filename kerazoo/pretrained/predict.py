@@ -9,6 +9,7 @@ import pathlib
 import numpy as np
 
 from kerazoo._compat import imagenet_label_names
+from kerazoo.pretrained.tta import with_tta
 
 
 def imagenet_class_names():
@@ -40,14 +41,21 @@ def load_image(path, size, crop_fraction=0.875):
     return np.clip(resized.numpy(), 0, 255)
 
 
-def predict_files(model, paths, top=5, class_names=None, crop_fraction=0.875):
+def predict_files(model, paths, top=5, class_names=None, crop_fraction=0.875, tta=None):
     """Top-`top` classes of each image file.
+
+    Args:
+        tta: Test-time augmentation, `kerazoo.pretrained.tta.with_tta`'s
+            arguments (`{"flips": True, "crops": 5}`), or None: the
+            probabilities are averaged over the views of each loaded image.
 
     Returns:
         A list, per file, of `(class_index, class_name_or_None, probability)`.
     """
     size = tuple(model.inputs[0].shape[1:3])
     images = np.stack([load_image(p, size, crop_fraction) for p in paths])
+    if tta:
+        model = with_tta(model, **tta)
     probabilities = np.asarray(model.predict(images, verbose=0))
     if probabilities.ndim == 3:  # GoogLeNet's auxiliary heads
         probabilities = probabilities[0]

@@ -181,6 +181,7 @@ def test_run_with_ema_resumes_and_scores_what_the_report_says(tmp_path, monkeypa
         "stage1.epochs=1",
         "stage2.epochs=3",
         "stage2.ema={decay: 0.7, start_epoch: 1}",
+        "stage1.ema={decay: 0.5}",  # the head on cached features
     ]
     r = load_recipe(TINY, overrides)
     # 7 batches an epoch: batch 9 of stage 2 is in its second epoch.
@@ -196,7 +197,8 @@ def test_run_with_ema_resumes_and_scores_what_the_report_says(tmp_path, monkeypa
     out = tmp_path / "run"
     stage2 = report["stage2"]
     assert stage2["ema"] == {"decay": 0.7, "start_epoch": 1}
-    assert "stage1" in report and "ema" not in report["stage1"]
+    assert report["stage1"]["ema"] == {"decay": 0.5, "start_epoch": 0}
+    assert report["stage1"]["cached_features"]
     assert "EMA of the weights, decay 0.7" in report["final_weights"]
     assert json.loads((out / "report.json").read_text())["stage2"]["ema"]
     # model.keras scores the val_accuracy the report (and the history) give
