@@ -146,11 +146,9 @@ def _weights(path):
     return values
 
 
-@pytest.fixture(scope="module")
-def job(tmp_path_factory):
+def _job(tmp):
     """Two processes killed after stage 2's first epoch, then resumed; and one
     process on the same recipe (`distribution: none`)."""
-    tmp = tmp_path_factory.mktemp("data_parallel")
     out = tmp / "run"
     elsewhere = tmp / "process1-output"
     port = _free_port()
@@ -181,7 +179,7 @@ def job(tmp_path_factory):
     }
 
 
-def test_both_processes_resume_after_the_last_finished_epoch(job):
+def _check_resumed(job):
     first0, first1 = job["killed"]["logs"]
     assert "stage 1 done" in first0 and "stage 1 done" in first1
     for log in job["logs"]:
@@ -192,7 +190,7 @@ def test_both_processes_resume_after_the_last_finished_epoch(job):
     assert report["stage2"]["epochs"] == 3 and report["stage1"]["epochs"] == 1
 
 
-def test_the_processes_end_with_identical_weights(job):
+def _check_identical_weights(job):
     ours = _weights(job["out"] / "stage2.weights.h5")
     theirs = _weights(job["private"] / "stage2.weights.h5")
     assert ours.keys() == theirs.keys() and len(ours) > 20
@@ -200,7 +198,7 @@ def test_the_processes_end_with_identical_weights(job):
         np.testing.assert_array_equal(ours[name], theirs[name], err_msg=name)
 
 
-def test_two_processes_train_as_one_with_the_same_global_batch(job):
+def _check_as_one_process(job):
     two = _weights(job["out"] / "stage2.weights.h5")
     one = _weights(job["single"] / "stage2.weights.h5")
     layers = [name for name in two if name.startswith("layers/")]
@@ -227,7 +225,7 @@ def test_two_processes_train_as_one_with_the_same_global_batch(job):
         )
 
 
-def test_only_process_0_writes(job):
+def _check_one_writer(job):
     assert not job["killed"]["process1_output_exists"]
     # Process 1's own copy (kept here because KERAZOO_PRIVATE_DIR is set) holds
     # its run; process 0's output_dir holds one run.
@@ -235,6 +233,16 @@ def test_only_process_0_writes(job):
     assert "process 1: process 0 writes the run" in job["logs"][1]
     written = f"written to {job['out']}: report.json"
     assert written in job["logs"][0] and written not in job["logs"][1]
+
+
+def test_two_processes_resume_and_train_as_one(tmp_path):
+    # One test, not four on a shared fixture: pytest-xdist could run the
+    # fixture (minutes of training) once for each worker.
+    job = _job(tmp_path)
+    _check_resumed(job)
+    _check_identical_weights(job)
+    _check_as_one_process(job)
+    _check_one_writer(job)
 
 
 def test_a_missing_process_ends_the_job_within_the_timeout(tmp_path):
