@@ -302,6 +302,7 @@ def _cmd_finetune(args):
     recipe = _load_recipe(args, "finetune")
     if recipe is None:
         return 2
+    from kerazoo.export import ExportError
     from kerazoo.finetune import FinetuneError
     from kerazoo.finetune import run
 
@@ -312,7 +313,13 @@ def _cmd_finetune(args):
     )
     try:
         report = run(recipe, restart=args.restart, log=_log, cluster=cluster)
-    except (FinetuneError, RecipeError, ValueError, FileNotFoundError) as error:
+    except (
+        FinetuneError,
+        ExportError,
+        RecipeError,
+        ValueError,
+        FileNotFoundError,
+    ) as error:
         print(f"kerazoo finetune: error: {error}", file=sys.stderr)
         return 1
     after1 = report["stage1"].get("test_accuracy")
@@ -408,6 +415,10 @@ def _cmd_export(args):
             fold=not args.no_fold,
             freeze=not args.no_freeze,
             formats=args.format,
+            score=not args.no_score,
+            max_accuracy_drop=args.max_accuracy_drop,
+            calibration_images=args.calibration_images,
+            force=args.force,
             overwrite=args.overwrite,
             verify=not args.no_verify,
             log=_log,
@@ -761,8 +772,10 @@ def build_parser():
             "model name (with --weights). Writes OUT/NAME/VERSION with "
             "signatures serving_default (float32 images), serving_uint8 and "
             "serving_bytes (encoded JPEG/PNG), then reloads it in a fresh process "
-            "and compares it with the Keras model. --verify PATH checks an "
-            "existing export."
+            "and compares it with the Keras model. For a run directory, every "
+            "served format is scored on the recipe's test split and one more "
+            "than --max-accuracy-drop below the Keras model is refused. "
+            "--verify PATH checks an existing export."
         ),
     )
     p.add_argument("source", help="model.keras, a run directory, or a model name")
@@ -793,11 +806,39 @@ def build_parser():
     p.add_argument(
         "--format",
         action="append",
-        choices=("tflite", "onnx"),
+        choices=("tflite", "tflite_fp16", "tflite_int8", "onnx"),
         default=[],
-        help="also write model.tflite / model.onnx in the version folder, "
-        "checked like the SavedModel (repeatable; extras: "
+        help="also write model.tflite (float32), model_fp16.tflite, "
+        "model_int8.tflite (int8 inside, float32 input and output) or "
+        "model.onnx in the version folder (repeatable; extras: "
         "pip install 'kerazoo[tflite]' / 'kerazoo[onnx]')",
+    )
+    p.add_argument(
+        "--max-accuracy-drop",
+        type=float,
+        default=None,
+        help="refuse a format whose test accuracy is more than this below the "
+        "Keras model's (a fraction: 0.01 is one point; default: the recipe's "
+        "export.max_accuracy_drop, else 0.01)",
+    )
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="write a format over --max-accuracy-drop anyway (the model card "
+        "records its drop)",
+    )
+    p.add_argument(
+        "--no-score",
+        action="store_true",
+        help="do not score the formats on the run's test split (no accuracy "
+        "certificate, no refusal)",
+    )
+    p.add_argument(
+        "--calibration-images",
+        type=_positive_int,
+        default=None,
+        help="training images tflite_int8 calibrates on (default: the recipe's "
+        "export.calibration_images, else 200)",
     )
     p.add_argument("--no-verify", action="store_true", help="skip the check")
     p.add_argument(

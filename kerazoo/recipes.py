@@ -610,8 +610,16 @@ class Export(_Strict):
     fold: bool = True
     # Weights as constants of the served graph (False: variables).
     freeze: bool = True
-    # Also model.tflite / model.onnx in the version folder (extras).
-    formats: list[typing.Literal["tflite", "onnx"]] = Field(default_factory=list)
+    # Also model.tflite / model_fp16.tflite / model_int8.tflite / model.onnx in
+    # the version folder (extras).
+    formats: list[typing.Literal["tflite", "tflite_fp16", "tflite_int8", "onnx"]] = (
+        Field(default_factory=list)
+    )
+    # The most test accuracy a served format may lose against the Keras model
+    # (0.01: one point); one that loses more is refused.
+    max_accuracy_drop: float = Field(0.01, ge=0, le=1)
+    # Training images tflite_int8 calibrates its activation ranges on.
+    calibration_images: int = Field(200, ge=1)
 
 
 class TTA(_Strict):

@@ -1,7 +1,9 @@
 """Exports for serving: SavedModels in TensorFlow Serving's layout
 (`saved_models/NAME/VERSION/`), preprocessing in the graph, verified against the
-Keras model in a fresh process."""
+Keras model in a fresh process, and every served format scored on the test
+split (the model card's accuracy certificate)."""
 
+from kerazoo.export.certificate import AccuracyDropError
 from kerazoo.export.errors import ExportError
 from kerazoo.export.folding import FoldingReport
 from kerazoo.export.folding import fold_batch_norms
@@ -13,6 +15,7 @@ from kerazoo.export.saved_model import verify_export
 from kerazoo.export.sources import export_source
 
 __all__ = [
+    "AccuracyDropError",
     "ExportError",
     "FoldingReport",
     "decode_images",

@@ -14,6 +14,10 @@ and, when the model has class names, `class_name` `[batch]` (string). The batch
 dimension is dynamic. A version is written to a temporary folder and renamed when
 complete, so TensorFlow Serving never sees a partial one, and an interrupted
 export leaves no version behind. `assets/model_card.json` describes the model.
+
+Given test images, every served format is scored on them with its own runtime
+(`kerazoo.export.certificate`), the card records each one's size and accuracy,
+and a format more than `max_accuracy_drop` below the Keras model is refused.
 """
 
 import json
@@ -27,9 +31,17 @@ import numpy as np
 
 from kerazoo._compat import freeze_function
 from kerazoo._compat import sublayers
+from kerazoo.export.certificate import DEFAULT_MAX_ACCURACY_DROP
+from kerazoo.export.certificate import certificate
+from kerazoo.export.certificate import certificate_table
+from kerazoo.export.certificate import check_certificate
+from kerazoo.export.certificate import check_max_accuracy_drop
+from kerazoo.export.certificate import score_formats
 from kerazoo.export.errors import ExportError
 from kerazoo.export.folding import fold_batch_norms
+from kerazoo.export.formats import QUANTIZED
 from kerazoo.export.formats import check_format
+from kerazoo.export.formats import runner
 from kerazoo.export.formats import verify_format
 from kerazoo.export.formats import write_format
 
@@ -145,6 +157,10 @@ def export_saved_model(
     fold=True,
     freeze=True,
     formats=(),
+    representative=None,
+    test_data=None,
+    max_accuracy_drop=DEFAULT_MAX_ACCURACY_DROP,
+    force=False,
     overwrite=False,
     verify=True,
     log=print,
@@ -175,8 +191,22 @@ def export_saved_model(
             their variables, and so does `freeze=False`, for readers that
             want the variables in the SavedModel.
         formats: Also write these beside the SavedModel, in the version
-            folder: `"tflite"` (`model.tflite`) and/or `"onnx"` (`model.onnx`),
-            each checked against `model` within 1e-4 (`kerazoo.export.formats`).
+            folder: `"tflite"` (`model.tflite`) and `"onnx"` (`model.onnx`),
+            each checked against `model` within 1e-4, and the quantized
+            `"tflite_fp16"` (`model_fp16.tflite`) and `"tflite_int8"`
+            (`model_int8.tflite`, int8 inside, float32 input and output),
+            checked by accuracy (`kerazoo.export.formats`).
+        representative: float32 images `[n, H, W, 3]`, 0-255 (100-200 of the
+            training split), that `tflite_int8` calibrates on.
+        test_data: Labelled test images, an iterable of `(images, labels)`
+            batches read once: each served format (the SavedModel too) is
+            scored on them with its runtime, against `model`, and the card's
+            `certificate` records it. None: not scored.
+        max_accuracy_drop: The most accuracy a format may lose against
+            `model` on `test_data` (0.01: one point); one that loses more is
+            refused and nothing is written.
+        force: Write a format that loses more anyway; the certificate lists it
+            under `forced`.
         overwrite: Replace an existing version instead of refusing.
         verify: Reload the export in a fresh Python process that does not
             import kerazoo and compare it with `model` (`verify_export`),
@@ -202,6 +232,13 @@ def export_saved_model(
     formats = list(dict.fromkeys(formats))
     for fmt in formats:
         check_format(fmt)
+    max_accuracy_drop = check_max_accuracy_drop(max_accuracy_drop)
+    if "tflite_int8" in formats and (representative is None or not len(representative)):
+        raise ExportError(
+            "tflite_int8 needs representative images to calibrate on: export a "
+            "fine-tuning run directory (100-200 images of its training split are "
+            "used), or pass representative=images to export_saved_model"
+        )
     unregistered = _unregistered_layers(model)
     if unregistered:
         raise ExportError(
@@ -271,8 +308,10 @@ def export_saved_model(
         input_signature=[tf.TensorSpec([None], tf.string, name="encoded")],
     )
 
+    created = [p for p in (directory, *directory.parents) if not p.exists()]
     directory.mkdir(parents=True, exist_ok=True)
     tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".tmp-{version}-", dir=directory))
+    done = False
     try:
         # A frozen graph's custom gradients (swish's) capture constants that
         # the saver cannot trace; serving needs no gradient.
@@ -281,9 +320,13 @@ def export_saved_model(
             options=tf.saved_model.SaveOptions(experimental_custom_gradients=False),
             verbose=False,
         )
+        sizes = {"saved_model": _folder_bytes(tmp)}
         written = {}
         for fmt in formats:
-            written[fmt] = _write_format(model, source, fmt, tmp, verify, log)
+            written[fmt] = _write_format(
+                model, source, fmt, tmp, verify, representative, log
+            )
+            sizes[fmt] = written[fmt]["bytes"]
         info = {
             "name": directory.name,
             "version": version,
@@ -307,6 +350,11 @@ def export_saved_model(
         (tmp / "assets" / CARD).write_text(json.dumps(info, indent=2))
         if verify:
             verify_export(tmp, source, log=log)  # 1e-4 if folded, by the card
+        if test_data is not None:
+            info["certificate"] = _certify(
+                source, tmp, written, sizes, test_data, max_accuracy_drop, force, log
+            )
+            (tmp / "assets" / CARD).write_text(json.dumps(info, indent=2))
         if target.exists():
             old = directory / f".old-{version}"
             shutil.rmtree(old, ignore_errors=True)
@@ -315,8 +363,11 @@ def export_saved_model(
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, target)
+        done = True
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+        if not done:
+            _remove_empty(created)
     log(f"exported {target}")
     log(
         "serve it with: docker run -p 8501:8501 "
@@ -326,10 +377,32 @@ def export_saved_model(
     return target
 
 
-def _write_format(model, source, fmt, directory, verify, log):
-    path = write_format(model, fmt, directory)
-    record = {"file": path.name}
-    if verify:
+def _remove_empty(folders):
+    """Removes the folders an export created (innermost first) that it left
+    empty."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:  # not empty: something else is in it
+            return
+
+
+def _folder_bytes(folder):
+    return sum(p.stat().st_size for p in pathlib.Path(folder).rglob("*") if p.is_file())
+
+
+def _write_format(model, source, fmt, directory, verify, representative, log):
+    path = write_format(model, fmt, directory, representative, log=log)
+    record = {"file": path.name, "bytes": path.stat().st_size}
+    if fmt in QUANTIZED:
+        record["quantization"] = QUANTIZED[fmt]
+        if fmt == "tflite_int8":
+            record["calibration_images"] = len(representative)
+        if verify:
+            # Shapes and batch sizes only: its accuracy is what is checked.
+            verify_format(fmt, path, source, atol=None)
+            log(f"checked {path.name}: runs at batch sizes 1, 7")
+    elif verify:
         differences = verify_format(fmt, path, source)
         record["max_abs_diff"] = max(differences.values())
         log(
@@ -338,6 +411,32 @@ def _write_format(model, source, fmt, directory, verify, log):
             f"{', '.join(map(str, differences))}"
         )
     return record
+
+
+def _certify(source, folder, written, sizes, test_data, max_drop, force, log):
+    """Scores the SavedModel in `folder` and every written format on
+    `test_data`, logs the table and refuses (unless `force`) a format over
+    `max_drop`; returns the certificate."""
+    import tensorflow as tf
+
+    served = tf.saved_model.load(str(folder)).signatures["serving_default"]
+    runners = {"saved_model": lambda x: served(images=tf.constant(x))}
+    for fmt, record in written.items():
+        runners[fmt] = runner(fmt, folder / record["file"])
+
+    def reference(images):
+        return keras.ops.convert_to_numpy(source(images, training=False))
+
+    keras_accuracy, images, records = score_formats(reference, runners, test_data)
+    card = certificate(keras_accuracy, images, records, sizes, max_drop)
+    try:
+        forced = check_certificate(card, force)
+    finally:
+        for line in certificate_table(card):
+            log(line)
+    if forced:
+        log(f"written despite their accuracy drop (--force): {', '.join(forced)}")
+    return card
 
 
 _CHILD = r"""

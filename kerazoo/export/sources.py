@@ -1,12 +1,23 @@
 """What `kerazoo export SOURCE` accepts: a `.keras` file, a fine-tuning run
-directory, or a registry name with pretrained weights."""
+directory, or a registry name with pretrained weights.
+
+A run directory also brings its recipe's data: the test split scores every
+served format (the model card's accuracy certificate) and the training split
+calibrates `tflite_int8`."""
 
 import json
 import pathlib
 
+import numpy as np
+
 from kerazoo.api import load_model
+from kerazoo.export.certificate import DEFAULT_MAX_ACCURACY_DROP
 from kerazoo.export.saved_model import ExportError
 from kerazoo.export.saved_model import export_saved_model
+
+# Training images tflite_int8 calibrates on (TFLite's guidance: 100-500).
+CALIBRATION_IMAGES = 200
+SCORE_BATCH = 32
 
 
 def load_source(source, weights="imagenet"):
@@ -54,11 +65,112 @@ def load_source(source, weights="imagenet"):
     return model, names, {"source": source, "weights": weights}, 0.875
 
 
-def export_source(source, name, version=None, out="saved_models", **kwargs):
-    """Loads SOURCE (`load_source`) and exports it to `out/name/version`."""
+def run_recipe(run_dir):
+    """The validated recipe of a finished run directory, or None for another
+    source."""
+    report = pathlib.Path(run_dir) / "report.json"
+    if not pathlib.Path(run_dir).is_dir() or not report.exists():
+        return None
+    from kerazoo.recipes import validate_recipe
+
+    return validate_recipe(
+        json.loads(report.read_text())["recipe"], source=f"{report} (recipe)"
+    )
+
+
+def _recipe_data(recipe):
+    from kerazoo.data import load_data
+
+    return load_data(
+        recipe.data.uri,
+        seed=recipe.seed,
+        data_dir=recipe.data.data_dir,
+        download=recipe.data.download,
+    )
+
+
+def scoring_batches(data, image_size, batch_size=SCORE_BATCH):
+    """The test split as `(float32 images, int labels)` NumPy batches, in
+    order, resized as the run evaluated them; streamed, not held."""
+    from kerazoo.data.pipeline import image_pipeline
+
+    dataset = image_pipeline(data, "test", image_size, batch_size, cache=False)
+    return dataset.as_numpy_iterator()
+
+
+def calibration_images_of(data, image_size, count=CALIBRATION_IMAGES, seed=0):
+    """`count` images of the training split (fewer when it is smaller), drawn
+    in a seeded order, not augmented: float32 `[n, H, W, 3]`, 0-255."""
+    from kerazoo.data.pipeline import image_pipeline
+
+    if count < 1:
+        raise ValueError(f"calibration_images must be >= 1; received {count}")
+    dataset = image_pipeline(
+        data, "train", image_size, 1, training=True, seed=seed, cache=False
+    )
+    images = [x for x, _ in dataset.take(count).as_numpy_iterator()]
+    if not images:
+        raise ExportError(f"{data.uri}: no training images to calibrate int8 on")
+    return np.concatenate(images).astype("float32")
+
+
+def export_source(
+    source,
+    name,
+    version=None,
+    out="saved_models",
+    *,
+    formats=(),
+    score=True,
+    max_accuracy_drop=None,
+    calibration_images=None,
+    **kwargs,
+):
+    """Loads SOURCE (`load_source`) and exports it to `out/name/version`.
+
+    For a run directory, `score` scores every served format on the recipe's
+    test split (the accuracy certificate), `tflite_int8` calibrates on
+    `calibration_images` images of its training split (default: the recipe's
+    `export.calibration_images`, else 200), and `max_accuracy_drop` defaults
+    to the recipe's `export.max_accuracy_drop` (else 0.01). Other sources
+    have no data: they are not scored and cannot be exported as int8.
+    """
     weights = kwargs.pop("weights", "imagenet")
     crop = kwargs.pop("crop_fraction", None)
+    formats = list(formats)
     model, class_names, card, default_crop = load_source(source, weights)
+    recipe = run_recipe(source)
+    settings = recipe.export if recipe is not None else None
+    if max_accuracy_drop is None:
+        max_accuracy_drop = getattr(
+            settings, "max_accuracy_drop", DEFAULT_MAX_ACCURACY_DROP
+        )
+    if calibration_images is None:
+        calibration_images = getattr(settings, "calibration_images", CALIBRATION_IMAGES)
+    log = kwargs.get("log", print)
+    test_data = representative = None
+    if recipe is None:
+        if "tflite_int8" in formats:
+            raise ExportError(
+                f"tflite_int8 calibrates on a run's training split, and {source} "
+                "is not a fine-tuning run directory: export the run, or call "
+                "kerazoo.export.export_saved_model(..., representative=images)"
+            )
+        if score:
+            log(f"not scored: {source} brings no test split (a run directory does)")
+    elif score or "tflite_int8" in formats:
+        data = _recipe_data(recipe)
+        size = tuple(model.inputs[0].shape[1:3])
+        if score:
+            test_data = scoring_batches(data, size)
+        if "tflite_int8" in formats:
+            representative = calibration_images_of(
+                data, size, calibration_images, recipe.seed
+            )
+            log(
+                f"calibrating int8 on {len(representative)} images of "
+                f"{data.uri}'s training split"
+            )
     return export_saved_model(
         model,
         pathlib.Path(out) / name,
@@ -66,6 +178,10 @@ def export_source(source, name, version=None, out="saved_models", **kwargs):
         class_names=class_names,
         card=card,
         crop_fraction=default_crop if crop is None else crop,
+        formats=formats,
+        representative=representative,
+        test_data=test_data,
+        max_accuracy_drop=max_accuracy_drop,
         **kwargs,
     )
 
