@@ -118,7 +118,7 @@ def test_feature_pass_runs_a_folded_copy_of_the_body(tmp_path, monkeypatch):
 
 
 def test_unfreeze_last_stage_with_frozen_batchnorm_trains_only_that_stage(tmp_path):
-    r = recipe(tmp_path, "batchnorm=frozen")
+    r = recipe(tmp_path)
     parts = reference_parts(r)
     model, body = parts["model"], parts["body"]
     freeze(body)
