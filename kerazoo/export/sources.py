@@ -159,7 +159,15 @@ def export_source(
         if score:
             log(f"not scored: {source} brings no test split (a run directory does)")
     elif score or "tflite_int8" in formats:
-        data = _recipe_data(recipe)
+        try:
+            data = _recipe_data(recipe)
+        except (ValueError, OSError) as error:
+            uses = "scores the formats on" if score else "calibrates int8 on"
+            raise ExportError(
+                f"the export {uses} the run's data ({recipe.data.uri}), which "
+                f"cannot be read: {error}. Pass --no-score (score=False) to "
+                "export without the accuracy certificate"
+            ) from None
         size = tuple(model.inputs[0].shape[1:3])
         if score:
             test_data = scoring_batches(data, size)

@@ -98,6 +98,27 @@ def test_quantized_files_are_smaller_and_each_format_is_scored(tiny_run):
     assert certificate["formats"]["tflite_int8"]["test_accuracy"] == correct / total
 
 
+def test_a_run_whose_data_is_gone_names_no_score(tiny_run, tmp_path):
+    from kerazoo.export import export_source
+
+    root, _ = tiny_run
+    moved = tmp_path / "moved"
+    moved.mkdir()
+    (moved / "model.keras").write_bytes((root / "run" / "model.keras").read_bytes())
+    report = json.loads((root / "run" / "report.json").read_text())
+    report["recipe"]["data"]["uri"] = f"folder:{tmp_path / 'gone'}"
+    (moved / "report.json").write_text(json.dumps(report))
+    out = tmp_path / "served"
+    with pytest.raises(ExportError, match=r"cannot be read: .*--no-score"):
+        export_source(moved, "d", out=out, verify=False, log=lambda line: None)
+    assert not out.exists()
+    path = export_source(
+        moved, "d", out=out, score=False, verify=False, log=lambda line: None
+    )
+    card = json.loads((path / "assets" / "model_card.json").read_text())
+    assert "certificate" not in card
+
+
 def _ties_under_int8():
     """A model and data whose classes differ by a 1024th of a grey level in a
     channel's mean: the float model tells them apart, int8 (a step of about a
