@@ -195,7 +195,8 @@ def test_the_docs_example_is_a_valid_recipe(tmp_path):
     import re
 
     page = (pathlib.Path(__file__).parents[2] / "docs" / "finetuning.md").read_text()
-    (block,) = re.findall(r"```yaml\n(.*?)```", page, re.S)
+    blocks = re.findall(r"```yaml\n(.*?)```", page, re.S)
+    (block,) = [b for b in blocks if b.startswith("name: regularised")]
     path = tmp_path / "regularised.yaml"
     path.write_text(block)
     r = load_recipe(path)
