@@ -435,6 +435,12 @@ class Optimizer(_Strict):
     @field_validator("learning_rate", mode="before")
     @classmethod
     def _rate(cls, value):
+        if isinstance(value, str) and value != "auto":
+            # YAML 1.1 reads `1e-3` (no dot) as a string.
+            try:
+                value = float(value)
+            except ValueError:
+                pass
         if value != "auto" and not (_number(value) and value > 0):
             raise ValueError("a number > 0, or 'auto' (the LR range test picks it)")
         return value

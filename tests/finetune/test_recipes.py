@@ -323,3 +323,12 @@ def test_fault_injection_is_not_in_the_recipe_schema():
     # The empty section that older runs saved still loads.
     data["debug"] = {"nan_batch": None}
     assert "debug" not in validate_recipe(data).to_dict()
+
+
+def test_a_learning_rate_written_without_a_dot_is_a_number():
+    # YAML 1.1 (PyYAML) reads 1e-3 as a string.
+    recipe = load_recipe(TINY, ["stage1.optimizer.learning_rate=1e-3"])
+    assert recipe.stage1.optimizer.learning_rate == 0.001
+    data = tiny()
+    data["stage1"]["optimizer"]["learning_rate"] = "fast"
+    assert "a number > 0, or 'auto'" in _error(data)
