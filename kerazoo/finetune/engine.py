@@ -842,20 +842,8 @@ def _run_in(run_, recipe, log, world):
     log(f"data: {data.summary()}")
     for line in data.class_counts():
         log(f"  {line if len(line) <= 200 else line[:197] + '...'}")
-    size = recipe.model.image_size
-    cache_dir = pathlib.Path(recipe.data.cache_dir or run_.dir / "cache")
-    streamed = not all(s.random_access for s in data.splits.values())
-    plan = plan_cache(recipe.data.cache, size, data.sizes, cache_dir, streamed=streamed)
+    pipelines, plan, cache_dir = _pipelines(recipe, data, local, run_.dir, log)
     log(f"data cache: {plan.reason}")
-    pipelines = Pipelines(
-        local,
-        size,
-        cache=plan.mode,
-        cache_dir=plan.directory,
-        shuffle_buffer=recipe.data.shuffle_buffer,
-        deterministic=recipe.data.deterministic,
-        log=log,
-    )
     try:
         return _stages(run_, recipe, data, pipelines, plan, cache_dir, log, world)
     finally:
@@ -1227,6 +1215,25 @@ def _run_stage(ctx, stage, strategy):
     log(f"stage {n} done: {record['seconds']:.1f} s, {summary_text}")
 
 
+def _pipelines(recipe, data, local, out, log):
+    """The recipe's pipelines over `local` (this process's part of `data`),
+    with the cache planned for all of `data`: `(pipelines, plan, cache_dir)`."""
+    size = recipe.model.image_size
+    cache_dir = pathlib.Path(recipe.data.cache_dir or pathlib.Path(out) / "cache")
+    streamed = not all(s.random_access for s in data.splits.values())
+    plan = plan_cache(recipe.data.cache, size, data.sizes, cache_dir, streamed=streamed)
+    pipelines = Pipelines(
+        local,
+        size,
+        cache=plan.mode,
+        cache_dir=plan.directory,
+        shuffle_buffer=recipe.data.shuffle_buffer,
+        deterministic=recipe.data.deterministic,
+        log=log,
+    )
+    return pipelines, plan, cache_dir
+
+
 def _stages(run_, recipe, data, pipelines, plan, cache_dir, log, world):
     size = recipe.model.image_size
     weights = class_weights(recipe.data.class_weight, data)
@@ -1433,19 +1440,7 @@ def find_learning_rate(recipe, stage=1, *, out=None, log=print, **options):
     keras.utils.set_random_seed(recipe.seed)
     data = load_recipe_data(recipe)
     log(f"data: {data.summary()}")
-    size = recipe.model.image_size
-    cache_dir = pathlib.Path(recipe.data.cache_dir or out / "cache")
-    streamed = not all(s.random_access for s in data.splits.values())
-    plan = plan_cache(recipe.data.cache, size, data.sizes, cache_dir, streamed=streamed)
-    pipelines = Pipelines(
-        data,
-        size,
-        cache=plan.mode,
-        cache_dir=plan.directory,
-        shuffle_buffer=recipe.data.shuffle_buffer,
-        deterministic=recipe.data.deterministic,
-        log=log,
-    )
+    pipelines, _, cache_dir = _pipelines(recipe, data, data, out, log)
     try:
         parts = build(recipe, data.num_classes)
         ctx = _Context(
