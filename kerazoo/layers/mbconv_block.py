@@ -29,7 +29,8 @@ def make_divisible(value, divisor=8):
 
 @register
 class MBConvBlock(BlockMixin, keras.layers.Layer):
-    """The mobile inverted bottleneck of MobileNetV2 and EfficientNet.
+    """The mobile inverted bottleneck of MobileNetV2 and EfficientNet, and the
+    fused one of EfficientNetV2.
 
     1x1 expansion to `expand_ratio * input_channels` (skipped when the ratio is
     1) - BN - act, a `kernel_size` depthwise convolution with `strides` - BN - act,
@@ -47,6 +48,13 @@ class MBConvBlock(BlockMixin, keras.layers.Layer):
     `se_gate_activation="hard_sigmoid"`, `divisor=8`. Convolutions use
     TensorFlow's "same" padding, which pads the bottom/right more for even sizes
     at stride 2, as the published weights expect.
+
+    With `fused=True` (EfficientNetV2's early stages) a single full
+    `kernel_size` convolution with `strides` replaces the 1x1 expansion and the
+    depthwise convolution: expansion - BN - act, optional squeeze-and-excitation,
+    then the linear 1x1 projection - BN. With `expand_ratio=1` there is nothing
+    to project from, so the block is that full convolution to `filters` - BN -
+    act alone (its children are then named `project_*`).
 
     Args:
         filters: Output channels.
@@ -81,6 +89,8 @@ class MBConvBlock(BlockMixin, keras.layers.Layer):
             convolutions before them (`kerazoo.export.fold_batch_norms` sets
             it): each then only adds its offset. For exported inference graphs,
             not for training.
+        fused: Whether to fuse the expansion and the depthwise convolution
+            into one full convolution (fused-MBConv, EfficientNetV2).
         **kwargs: Base layer arguments.
 
     Example:
@@ -89,12 +99,17 @@ class MBConvBlock(BlockMixin, keras.layers.Layer):
     ...                     se_ratio=0.25)
     >>> block(keras.Input((112, 112, 16))).shape
     (None, 56, 56, 24)
+    >>> fused = MBConvBlock(48, expand_ratio=4, strides=2, fused=True)
+    >>> fused(keras.Input((64, 64, 24))).shape
+    (None, 32, 32, 48)
 
     Reference:
         Sandler et al., "MobileNetV2: Inverted Residuals and Linear Bottlenecks",
         CVPR 2018.
         Tan & Le, "EfficientNet: Rethinking Model Scaling for Convolutional Neural
         Networks", ICML 2019.
+        Tan & Le, "EfficientNetV2: Smaller Models and Faster Training", ICML
+        2021.
     """
 
     def __init__(
@@ -116,6 +131,7 @@ class MBConvBlock(BlockMixin, keras.layers.Layer):
         norm_epsilon=1e-3,
         data_format=None,
         folded=False,
+        fused=False,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -136,6 +152,7 @@ class MBConvBlock(BlockMixin, keras.layers.Layer):
         self.se_gate_activation = keras.activations.get(se_gate_activation)
         self.divisor = check_positive_int("divisor", divisor, allow_none=True)
         self.drop_rate = check_fraction("drop_rate", drop_rate)
+        self.fused = bool(fused)
         self._set_common(
             activation,
             kernel_initializer,
@@ -146,22 +163,34 @@ class MBConvBlock(BlockMixin, keras.layers.Layer):
             folded,
         )
 
-        self.depthwise = keras.layers.DepthwiseConv2D(
-            kernel_size,
-            strides=strides,
-            padding="same",
-            use_bias=False,
-            data_format=self.data_format,
-            depthwise_initializer=keras.initializers.get(
-                keras.initializers.serialize(self.kernel_initializer)
-            ),
-            depthwise_regularizer=self.kernel_regularizer,
-            dtype=self.dtype_policy,
-            name="depthwise",
-        )
-        self.depthwise_norm = self._norm(name="depthwise_bn")
-        self.depthwise_act = self._act(name="depthwise_act")
-        self.project = self._conv(filters, 1, name="project_conv")
+        # The fused block has no depthwise convolution; without expansion its
+        # one full convolution is the projection, with an activation after.
+        self.depthwise = self.depthwise_norm = self.depthwise_act = None
+        self.project_act = None
+        if not self.fused:
+            self.depthwise = keras.layers.DepthwiseConv2D(
+                kernel_size,
+                strides=strides,
+                padding="same",
+                use_bias=False,
+                data_format=self.data_format,
+                depthwise_initializer=keras.initializers.get(
+                    keras.initializers.serialize(self.kernel_initializer)
+                ),
+                depthwise_regularizer=self.kernel_regularizer,
+                dtype=self.dtype_policy,
+                name="depthwise",
+            )
+            self.depthwise_norm = self._norm(name="depthwise_bn")
+            self.depthwise_act = self._act(name="depthwise_act")
+            self.project = self._conv(filters, 1, name="project_conv")
+        elif expand_ratio == 1:
+            self.project = self._conv(
+                filters, kernel_size, strides, name="project_conv"
+            )
+            self.project_act = self._act(name="project_act")
+        else:
+            self.project = self._conv(filters, 1, name="project_conv")
         self.project_norm = self._norm(name="project_bn")
         # Sized by the input channels, or only present for some inputs: made in
         # build().
@@ -176,15 +205,18 @@ class MBConvBlock(BlockMixin, keras.layers.Layer):
         shape = tuple(input_shape)
         expanded = self._expanded_channels(channels)
         if self.expand_ratio != 1:
-            self.expand = self._conv(expanded, 1, name="expand_conv")
+            # The fused block's expansion is its full, strided convolution.
+            kernel, strides = (self.kernel_size, self.strides) if self.fused else (1, 1)
+            self.expand = self._conv(expanded, kernel, strides, name="expand_conv")
             self.expand.build(shape)
             shape = self.expand.compute_output_shape(shape)
             self.expand_norm = self._norm(name="expand_bn")
             self.expand_norm.build(shape)
             self.expand_act = self._act(name="expand_act")
-        self.depthwise.build(shape)
-        shape = self.depthwise.compute_output_shape(shape)
-        self.depthwise_norm.build(shape)
+        if self.depthwise is not None:
+            self.depthwise.build(shape)
+            shape = self.depthwise.compute_output_shape(shape)
+            self.depthwise_norm.build(shape)
         if self.se_ratio:
             base = channels if self.se_from == "input" else expanded
             se_activation = self.se_activation or self.activation
@@ -224,11 +256,9 @@ class MBConvBlock(BlockMixin, keras.layers.Layer):
 
     def folding_pairs(self):
         pairs = [(self.expand, self.expand_norm)] if self.expand is not None else []
-        return [
-            *pairs,
-            (self.depthwise, self.depthwise_norm),
-            (self.project, self.project_norm),
-        ]
+        if self.depthwise is not None:
+            pairs.append((self.depthwise, self.depthwise_norm))
+        return [*pairs, (self.project, self.project_norm)]
 
     def _has_residual(self, channels):
         return self.strides == 1 and channels == self.filters
@@ -237,12 +267,15 @@ class MBConvBlock(BlockMixin, keras.layers.Layer):
         x = inputs
         if self.expand is not None:
             x = self.expand_act(self.expand_norm(self.expand(x), training=training))
-        x = self.depthwise_act(
-            self.depthwise_norm(self.depthwise(x), training=training)
-        )
+        if self.depthwise is not None:
+            x = self.depthwise_act(
+                self.depthwise_norm(self.depthwise(x), training=training)
+            )
         if self.se is not None:
             x = self.se(x)
         x = self.project_norm(self.project(x), training=training)
+        if self.project_act is not None:
+            x = self.project_act(x)
         if self._has_residual(inputs.shape[self._channel_axis]):
             if self.drop is not None:
                 x = self.drop(x, training=training)
@@ -273,4 +306,7 @@ class MBConvBlock(BlockMixin, keras.layers.Layer):
             "drop_rate": self.drop_rate,
             **self._common_config(),
         }
+        # Only when set: the configs of unfused blocks stay as they were.
+        if self.fused:
+            config["fused"] = True
         return {**super().get_config(), **config}

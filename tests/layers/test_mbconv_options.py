@@ -1,7 +1,7 @@
 """MBConvBlock's MobileNet options: hard-swish and ReLU6 activations, the SE's own
 activation and hard-sigmoid gate, fractional expansions, the MobileNetV3 width
-rounding (`divisor`, `se_from="expanded"`), and defaults that build what they
-built before."""
+rounding (`divisor`, `se_from="expanded"`); EfficientNetV2's fused-MBConv
+(`fused=True`); and defaults that build what they built before."""
 
 import keras
 import numpy as np
@@ -160,3 +160,122 @@ def test_hard_sigmoid_gate_and_hard_swish_compute_their_formulas():
 def test_bad_options(kwargs, message):
     with pytest.raises(ValueError, match=message):
         MBConvBlock(8, **kwargs)
+
+
+# Fused-MBConv (EfficientNetV2) --------------------------------------------------
+
+
+def test_fused_block_harness():
+    # EfficientNetV2-B0's second stage: a 3x3/2 convolution expanding 16 -> 64,
+    # then the 1x1 projection to 32.
+    run_layer_test(
+        MBConvBlock,
+        {"filters": 32, "expand_ratio": 4, "strides": 2, "fused": True},
+        input_shape=(2, 8, 8, 16),
+        expected_output_shape=(2, 4, 4, 32),
+        expected_num_params=conv(3, 16, 64) + bn(64) + conv(1, 64, 32) + bn(32),
+    )
+
+
+def _fused_reference(block, x):
+    """What the fused block computes, from plain Keras layers with its weights:
+    (expand KxK - BN - act - project 1x1 - BN), or, without expansion, the one
+    KxK convolution - BN - act; plus the input when the shapes allow."""
+    bn_layer = keras.layers.BatchNormalization
+    if block.expand is not None:
+        layers = [
+            keras.layers.Conv2D(
+                block.expand.filters, 3, block.strides, "same", use_bias=False
+            ),
+            bn_layer(epsilon=1e-3),
+            keras.layers.Activation("swish"),
+            keras.layers.Conv2D(block.filters, 1, use_bias=False),
+            bn_layer(epsilon=1e-3),
+        ]
+        parts = [block.expand, block.expand_norm, None, block.project]
+        parts.append(block.project_norm)
+    else:
+        layers = [
+            keras.layers.Conv2D(
+                block.filters, 3, block.strides, "same", use_bias=False
+            ),
+            bn_layer(epsilon=1e-3),
+            keras.layers.Activation("swish"),
+        ]
+        parts = [block.project, block.project_norm, None]
+    y = x
+    for layer, part in zip(layers, parts, strict=True):
+        layer.build(y.shape)
+        if part is not None:
+            layer.set_weights(part.get_weights())
+        y = _np(layer(y, training=False))
+    if block.strides == 1 and x.shape[-1] == block.filters:
+        y = y + x
+    return y
+
+
+@pytest.mark.parametrize(
+    ("cin", "filters", "expand_ratio", "strides"),
+    [(8, 8, 4, 1), (8, 16, 4, 2), (8, 8, 1, 1), (8, 16, 1, 2)],
+)
+def test_fused_block_computes_the_fused_mbconv(cin, filters, expand_ratio, strides):
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(2, 6, 6, cin)).astype("float32")
+    block = MBConvBlock(filters, expand_ratio=expand_ratio, strides=strides, fused=True)
+    block.build(x.shape)
+    for layer in (block.expand_norm, block.project_norm):
+        if layer is not None:
+            n = layer.gamma.shape[0]
+            layer.moving_mean.assign(rng.normal(0, 0.1, n))
+            layer.moving_variance.assign(rng.uniform(0.5, 1.5, n))
+            layer.beta.assign(rng.normal(0, 0.1, n))
+    assert block.depthwise is None
+    if expand_ratio == 1:
+        # The projection is the full, strided convolution, with an activation.
+        assert block.expand is None and block.project.kernel_size == (3, 3)
+        assert block.project.strides == (strides, strides)
+        assert block.project_act is not None
+    else:
+        assert block.expand.kernel_size == (3, 3)
+        assert block.expand.strides == (strides, strides)
+        assert block.project.kernel_size == (1, 1) and block.project_act is None
+    np.testing.assert_allclose(
+        _np(block(x, training=False)),
+        _fused_reference(block, x),
+        rtol=1e-5,
+        atol=1e-5,
+    )
+
+
+def test_fused_block_serialises_and_unfused_configs_are_unchanged():
+    block = MBConvBlock(16, expand_ratio=1, strides=1, fused=True, drop_rate=0.1)
+    block.build((None, 8, 8, 16))
+    config = block.get_config()
+    assert config["fused"] is True
+    clone = MBConvBlock.from_config(config)
+    clone.build((None, 8, 8, 16))
+    assert clone.fused and clone.drop is not None
+    assert [v.path for v in clone.weights] == [v.path for v in block.weights]
+    names = {v.path.split("/", 1)[1].rsplit("/", 1)[0] for v in block.weights}
+    assert names == {"project_conv", "project_bn"}
+    assert block.count_params() == conv(3, 16, 16) + bn(16)
+    # An unfused block's config has no new key: saved models read as before.
+    assert "fused" not in MBConvBlock(8).get_config()
+    unfused = MBConvBlock(8, name="b").get_config()
+    assert MBConvBlock(8, fused=False, name="b").get_config() == unfused
+    fused_keys = MBConvBlock(8, fused=True).get_config().keys()
+    assert fused_keys - unfused.keys() == {"fused"}
+
+
+def test_fused_block_folding_pairs_and_squeeze_excite():
+    block = MBConvBlock(24, expand_ratio=4, fused=True, se_ratio=0.25)
+    block.build((None, 8, 8, 16))
+    assert block.folding_pairs() == [
+        (block.expand, block.expand_norm),
+        (block.project, block.project_norm),
+    ]
+    # Squeeze from the input channels, on the expanded features.
+    assert block.se.reduce.filters == 4 and block.se.expand.filters == 64
+    plain = MBConvBlock(16, expand_ratio=1, fused=True)
+    plain.build((None, 8, 8, 16))
+    assert plain.folding_pairs() == [(plain.project, plain.project_norm)]
