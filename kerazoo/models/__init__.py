@@ -1,5 +1,5 @@
-"""kerazoo's model zoo: GoogLeNet, ResNet, DenseNet, EfficientNet and MobileNet,
-built from `kerazoo.layers` blocks, with a registry.
+"""kerazoo's model zoo: GoogLeNet, ResNet, DenseNet, EfficientNet, EfficientNetV2
+and MobileNet, built from `kerazoo.layers` blocks, with a registry.
 
 `list_models()`, `create_model(name, ...)`, `model_info(name)`,
 `register_model` for new families; `ScopedModel` / `scoped_model` for nested
@@ -10,6 +10,7 @@ that normalises raw images inside every model.
 # Importing the families registers their models.
 from kerazoo.models import densenet  # noqa: F401
 from kerazoo.models import efficientnet  # noqa: F401
+from kerazoo.models import efficientnetv2  # noqa: F401
 from kerazoo.models import googlenet  # noqa: F401
 from kerazoo.models import mobilenet  # noqa: F401
 from kerazoo.models import resnet  # noqa: F401

@@ -17,6 +17,7 @@ MODES = {
     "caffe": (True, (1.0, 1.0, 1.0), (-103.939, -116.779, -123.68)),
     "tf": (False, (1 / 127.5,) * 3, (-1.0,) * 3),
     "lite": (False, (1 / 128,) * 3, (-127 / 128,) * 3),
+    "efficientnetv2": (False, (1 / 128,) * 3, (-1.0,) * 3),
     "unit": (False, (1 / 255,) * 3, (0.0,) * 3),
     "none": (False, (1.0,) * 3, (0.0,) * 3),
     "custom": None,  # per-channel scale and offset given to the layer
@@ -35,6 +36,8 @@ class ImagePreprocessing(keras.layers.Layer):
       123.68), no scaling (keras.applications' ResNet weights);
     - `"tf"`: `x / 127.5 - 1`, to [-1, 1];
     - `"lite"`: `(x - 127) / 128` (EfficientNet-Lite's official weights);
+    - `"efficientnetv2"`: `x / 128 - 1` (EfficientNetV2-S, M and L's
+      weights);
     - `"unit"`: `x / 255`, to [0, 1];
     - `"none"`: unchanged;
     - `"custom"`: `x * scale + offset` with the given per-channel `scale` and

@@ -39,7 +39,7 @@ COUNTED = ALL if EVERY or TENSORFLOW else ON_JAX
 
 
 def test_registry_lists_every_family():
-    assert len(ALL) == 42
+    assert len(ALL) == 49
     for name in (
         "googlenet",
         *(f"resnet{d}" for d in (18, 34, 50, 101, 152, 20, 32, 44, 56, 110)),
@@ -49,6 +49,7 @@ def test_registry_lists_every_family():
         "densenet201",
         *(f"efficientnet_b{i}" for i in range(8)),
         *(f"efficientnet_lite{i}" for i in range(5)),
+        *(f"efficientnetv2_{v}" for v in ("b0", "b1", "b2", "b3", "s", "m", "l")),
     ):
         assert name in ALL
     assert list_models("resnet1*") == [
@@ -229,7 +230,9 @@ def test_nested_stages_take_activations_in_the_compute_dtype(policy):
     assert np.isfinite(loss)
 
 
-@pytest.mark.parametrize("mode", ["torch", "caffe", "tf", "lite", "unit", "none"])
+@pytest.mark.parametrize(
+    "mode", ["torch", "caffe", "tf", "lite", "efficientnetv2", "unit", "none"]
+)
 def test_image_preprocessing_modes(mode):
     from kerazoo.models.preprocessing import MODES
     from kerazoo.models.preprocessing import ImagePreprocessing
