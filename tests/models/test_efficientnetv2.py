@@ -158,22 +158,3 @@ def test_port_refuses_another_variant_before_assigning_anything(keras_b0):
     assert all(
         np.array_equal(v.numpy(), b) for v, b in zip(model.weights, before, strict=True)
     )
-
-
-@tensorflow_only
-def test_b0_reloads_from_a_keras_file(tmp_path):
-    # The fused blocks' configs round-trip (one training step is the zoo
-    # tests' and the layer tests' to check: compiling it takes seconds here).
-    model = create_model("efficientnetv2_b0", num_classes=3, input_shape=(32, 32, 3))
-    block = model.get_layer("body").get_layer("stage1").get_layer("block1")
-    assert block.fused and block.expand is None and block.project_act is not None
-    model.save(tmp_path / "v2.keras")
-    reloaded = keras.saving.load_model(tmp_path / "v2.keras", safe_mode=True)
-    again = reloaded.get_layer("body").get_layer("stage1").get_layer("block1")
-    assert again.fused and again.project.kernel_size == (3, 3)
-    x = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
-    np.testing.assert_allclose(
-        keras.ops.convert_to_numpy(reloaded(x, training=False)),
-        keras.ops.convert_to_numpy(model(x, training=False)),
-        atol=1e-6,
-    )
