@@ -386,6 +386,39 @@ def _cmd_lr_find(args):
     return 0
 
 
+def _cmd_audit(args):
+    recipe = _load_recipe(args, "audit")
+    if recipe is None:
+        return 2
+    from kerazoo.data.cache import CacheInUseError
+    from kerazoo.finetune.audit import AuditError
+    from kerazoo.finetune.audit import audit
+    from kerazoo.finetune.audit import audit_dir
+    from kerazoo.finetune.audit import describe
+
+    out = args.output or str(audit_dir(recipe))
+    print(
+        f"kerazoo {kerazoo.__version__} audit {args.recipe} -> {out} "
+        f"(backend {_backend()})",
+        flush=True,
+    )
+    try:
+        report = audit(
+            recipe,
+            threshold=args.threshold,
+            out=out,
+            chunk_size=args.chunk_size,
+            log=_log,
+        )
+    except (AuditError, CacheInUseError, ValueError, FileNotFoundError) as error:
+        print(f"kerazoo audit: error: {error}", file=sys.stderr)
+        return 1
+    for line in describe(report):
+        print(line)
+    print(f"written {', '.join(report['files'].values())}")
+    return 0
+
+
 def _cmd_export(args):
     from kerazoo.export import ExportError
     from kerazoo.export import export_source
@@ -763,6 +796,46 @@ def build_parser():
         "holds a run, else OUTPUT_DIR-lr_find)",
     )
     p.set_defaults(func=_cmd_lr_find)
+
+    p = sub.add_parser(
+        "audit",
+        help="duplicates, train/test leakage, label errors and class balance",
+        description=(
+            "From the body's stage-1 features (computed once, cached by "
+            "content): exact duplicates (same pixels at the model's input "
+            "size), near duplicates (cosine similarity at least --threshold; "
+            "across splits: leakage), suspected label errors (out-of-fold "
+            "probabilities of a linear probe ranked by cleanlab) and images "
+            "per class. Writes audit.json and a PNG for each finding."
+        ),
+    )
+    p.add_argument("recipe", help="a recipe file, e.g. recipes/quickstart.yaml")
+    p.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY.PATH=VALUE",
+        help="override a recipe field (repeatable)",
+    )
+    p.add_argument(
+        "--threshold",
+        type=float,
+        default=0.98,
+        help="cosine similarity of near duplicates (default: %(default)s)",
+    )
+    p.add_argument(
+        "--chunk-size",
+        type=_positive_int,
+        default=2048,
+        help="images per block of the similarity; memory about its square "
+        "(default: %(default)s)",
+    )
+    p.add_argument(
+        "--output",
+        metavar="DIR",
+        help="folder of the files (default: OUTPUT_DIR/audit when output_dir "
+        "holds a run, else OUTPUT_DIR-audit)",
+    )
+    p.set_defaults(func=_cmd_audit)
 
     p = sub.add_parser(
         "export",

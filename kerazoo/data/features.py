@@ -4,10 +4,11 @@ chunk as the features are computed.
 `FeatureFile` is a float32 `.npy` of `(images, dim)` with a side file
 (`.json`) that says how far it is written and which content key it belongs
 to (the body, its weights, the input size, the preprocessing and the split's
-files). Rows are written and read with `os.pwrite` / `os.pread`, so neither the
-features nor the file's pages count in the process's memory. A pass killed
-halfway goes on from its last finished chunk; a file whose key differs is
-started again.
+files), and a side file (`.index`) with the image each row is of (a broken
+file leaves no row, so row `r` is not always image `r`). Rows are written and
+read with `os.pwrite` / `os.pread`, so neither the features nor the file's
+pages count in the process's memory. A pass killed halfway goes on from its
+last finished chunk; a file whose key differs is started again.
 """
 
 import json
@@ -33,6 +34,7 @@ class FeatureFile:
         self.path = pathlib.Path(path)
         self.meta_path = self.path.with_suffix(".json")
         self.labels_path = self.path.with_suffix(".labels")
+        self.index_path = self.path.with_suffix(".index")
         self.key = key
         self.dim = int(dim)
         self.capacity = int(rows)
@@ -49,8 +51,10 @@ class FeatureFile:
                 "rows": 0,
                 "next_image": 0,
                 "complete": False,
+                "indexed": True,
             }
             self.labels_path.unlink(missing_ok=True)
+            self.index_path.unlink(missing_ok=True)
             replace_text(self.meta_path, json.dumps(meta))
         self.meta = meta
         with open(self.path, "rb") as f:
@@ -62,6 +66,7 @@ class FeatureFile:
             self.offset = f.tell()
         self._fd = os.open(self.path, os.O_RDWR)
         self._labels_fd = os.open(self.labels_path, os.O_RDWR | os.O_CREAT, 0o644)
+        self._index_fd = os.open(self.index_path, os.O_RDWR | os.O_CREAT, 0o644)
 
     def _read_meta(self):
         try:
@@ -72,6 +77,8 @@ class FeatureFile:
             meta.get("key") != self.key
             or meta.get("capacity") != self.capacity
             or meta.get("dim") != self.dim
+            # Written before rows named their images: made again.
+            or not meta.get("indexed")
         ):
             return None
         return meta
@@ -97,16 +104,27 @@ class FeatureFile:
         return np.frombuffer(data, np.int32).copy()
 
     @property
+    def indices(self):
+        """int64 index in the split of the image of each row written."""
+        data = os.pread(self._index_fd, self.rows * 8, 0)
+        return np.frombuffer(data, np.int64).copy()
+
+    @property
     def shape(self):
         return (self.rows, self.dim)
 
-    def append(self, features, labels, next_image):
+    def append(self, features, labels, next_image, index=None):
         """Writes a chunk after the rows already there, then records it: a
-        kill before the record leaves the chunk to be written again."""
+        kill before the record leaves the chunk to be written again. `index`
+        is the image of each row (default: the images just before
+        `next_image`, none skipped)."""
         features = np.ascontiguousarray(features, np.float32)
+        if index is None:
+            index = np.arange(int(next_image) - len(features), int(next_image))
         start = self.rows
         os.pwrite(self._fd, features.tobytes(), self.offset + start * self.dim * 4)
         os.pwrite(self._labels_fd, np.asarray(labels, np.int32).tobytes(), start * 4)
+        os.pwrite(self._index_fd, np.asarray(index, np.int64).tobytes(), start * 8)
         self.meta["rows"] = start + len(features)
         self.meta["next_image"] = int(next_image)
         replace_text(self.meta_path, json.dumps(self.meta))
@@ -133,6 +151,7 @@ class FeatureFile:
         if self._fd is not None:
             os.close(self._fd)
             os.close(self._labels_fd)
+            os.close(self._index_fd)
             self._fd = None
 
     def __del__(self):

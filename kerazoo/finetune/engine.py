@@ -670,7 +670,8 @@ def extract_features(
     for x, y, index in pipelines.dataset(
         split, batch_size, start=start, with_index=True
     ):
-        file.append(extract(x), y.numpy(), int(index[-1]) + 1)
+        index = index.numpy()
+        file.append(extract(x), y.numpy(), int(index[-1]) + 1, index)
         done += len(y)
         now = time.perf_counter()
         if now - last >= every:
