@@ -20,20 +20,16 @@ def test_bench_normalization_reports_ratios(tmp_path, capsys):
 
 
 def test_bench_optimizers_reports_ratios(tmp_path, capsys):
+    # The whole-training-step table on resnet20 (the benchmark's ResNet-50
+    # takes minutes to trace on 2 cores); the other tables on ResNet-50's
+    # first variables (--quick).
     bench = load_benchmark("bench_optimizers")
     out = tmp_path / "opt.json"
     results = bench.main(
         [
-            "--quick",
-            "--rules",
-            "sgd",
-            "adam",
-            "--steps",
-            "1",
-            "--repeats",
-            "1",
-            "--json",
-            str(out),
+            *("--quick", "--rules", "sgd", "adam", "--steps", "1", "--repeats", "1"),
+            *("--train-step", "--model", "resnet20", "--size", "32", "--batch", "2"),
+            *("--json", str(out)),
         ]
     )
     assert set(results) == {
@@ -41,6 +37,7 @@ def test_bench_optimizers_reports_ratios(tmp_path, capsys):
         "nonfinite_guard",
         "fused_kernels",
         "guard_floor",
+        "train_step",
     }
     for table in results.values():
         assert set(table) == {"sgd", "adam"}
@@ -51,15 +48,7 @@ def test_bench_optimizers_reports_ratios(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "kerazoo vs Keras" in printed and "fused kernels vs generic" in printed
     assert "the guard's floor" in printed
-
-
-def test_bench_optimizers_times_whole_training_steps():
-    bench = load_benchmark("bench_optimizers")
-    args = ["--quick", "--rules", "adam", "--steps", "1", "--repeats", "1"]
-    results = bench.main([*args, "--train-step", "--size", "32", "--batch", "2"])
-    (r,) = results["train_step"].values()
-    assert r["ratio_min"] <= r["ratio_median"] <= r["ratio_max"]
-    assert r["a_ms"] > 0 and r["b_ms"] > 0
+    assert "whole training step, resnet20 32x32 batch 2" in printed
 
 
 def test_bench_zoo_reports_ratios_for_train_and_predict(tmp_path):

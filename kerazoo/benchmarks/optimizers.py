@@ -12,13 +12,14 @@ TensorFlow's fused training kernels save (kerazoo with them against kerazoo's
 generic path, both guarded), a fourth the least any guard can cost: Keras's
 update plus one NaN/Inf test of every gradient, against Keras's update.
 With `--train-step`, a fifth: whole training steps of ResNet-50 (kerazoo's, as
-the zoo benchmarks build it; `--size`, `--batch`) with kerazoo's optimizer
+the zoo benchmarks build it; `--size`, `--batch`; `--model` another zoo model,
+with random weights and 1,000 classes) with kerazoo's optimizer
 against the same network with Keras's, where the update shares the step with
 the forward and backward passes.
 
     kerazoo bench optimizers [--quick]
     python benchmarks/bench_optimizers.py [--quick] [--jit] [--train-step]
-        [--size 128] [--batch 8] [--json PATH]
+        [--model resnet50] [--size 128] [--batch 8] [--json PATH]
 
 TensorFlow backend only (the compiled function is a `tf.function`).
 """
@@ -33,8 +34,10 @@ import numpy as np
 import tensorflow as tf
 
 from kerazoo import optimizers
+from kerazoo.benchmarks.timing import APPLICATIONS
 from kerazoo.benchmarks.timing import compare
 from kerazoo.benchmarks.timing import zoo_model
+from kerazoo.models import create_model
 
 RULES = {
     # name: (kerazoo factory, keras factory)
@@ -105,10 +108,15 @@ def make_step(optimizer, shapes, gradients, jit, test_gradients=False):
     return step
 
 
-def train_step(optimizer, size, batch, jit):
-    """One compiled training step of ResNet-50 with `optimizer`, on a fixed
-    batch (random weights, 1,000 classes)."""
-    model = zoo_model("resnet50", size, jit=jit)
+def train_step(optimizer, size, batch, jit, name="resnet50"):
+    """One compiled training step of the zoo model `name` with `optimizer`, on
+    a fixed batch (random weights, 1,000 classes); a model with a
+    keras.applications twin is built as that twin."""
+    if name in APPLICATIONS:
+        model = zoo_model(name, size, jit=jit)
+    else:
+        keras.utils.set_random_seed(0)
+        model = create_model(name, num_classes=1000, input_shape=(size, size, 3))
     model.compile(
         optimizer=optimizer, loss="sparse_categorical_crossentropy", jit_compile=jit
     )
@@ -137,6 +145,9 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=None)
     parser.add_argument(
         "--train-step", action="store_true", help="also whole training steps"
+    )
+    parser.add_argument(
+        "--model", default="resnet50", help="with --train-step: a zoo model"
     )
     parser.add_argument("--size", type=int, default=128, help="with --train-step")
     parser.add_argument("--batch", type=int, default=8, help="with --train-step")
@@ -188,8 +199,8 @@ def main(argv=None):
         ours, theirs = RULES[name]
         print(f"timing {name} in a training step ...", flush=True)
         steps_whole[name] = compare(
-            train_step(ours(), args.size, args.batch, args.jit),
-            train_step(theirs(), args.size, args.batch, args.jit),
+            train_step(ours(), args.size, args.batch, args.jit, args.model),
+            train_step(theirs(), args.size, args.batch, args.jit, args.model),
             steps,
             repeats,
         )
@@ -223,7 +234,7 @@ def main(argv=None):
     }
     if steps_whole:
         _table(
-            f"\nwhole training step, ResNet-50 {args.size}x{args.size} batch "
+            f"\nwhole training step, {args.model} {args.size}x{args.size} batch "
             f"{args.batch}: kerazoo's optimizer (guarded) vs Keras's",
             "kerazoo ms",
             "keras ms",
