@@ -84,9 +84,11 @@ def _digits_folder(root, per_class=30, seed=0):
     - exact: copies of an image within train, from train to val, from val to
       test;
     - near: noised copies (+-3 of 255) of a training image of classes 3-9 in
-      test.
+      test;
+    - and an empty file in train, which leaves no row: later rows are not
+      the images of the same number.
 
-    Returns `{kind: [relative path, or pair of them]}`."""
+    Returns `{kind: set of relative paths, or of pairs of them}`."""
     from sklearn.datasets import load_digits
 
     digits = load_digits()
@@ -129,6 +131,7 @@ def _digits_folder(root, per_class=30, seed=0):
             noised = np.clip(arrays[2] + noise, 0, 255).astype(np.uint8)
             copy = write("test", label, "noised", noised)
             truth["near"].add(frozenset({f"train/{label}/{label}_2.png", copy}))
+    (root / "train" / "0" / "0_broken.png").write_bytes(b"")
     return truth
 
 
@@ -193,6 +196,7 @@ def test_audit_recovers_planted_duplicates_leakage_and_flipped_labels(planted):
 def test_audit_reports_class_balance_and_writes_its_files(planted):
     _, _, _, report, lines = planted
     balance = report["class_balance"]
+    assert report["images"] == {"train": 261, "validation": 21, "test": 28}
     assert balance["validation"]["images"] == 21  # 20 and a copy
     assert balance["train"]["counts"]["0"] == 26  # one flipped out, one copy in
     assert balance["train"]["imbalance"] == pytest.approx(27 / 25)
