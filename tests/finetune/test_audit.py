@@ -14,6 +14,8 @@ from kerazoo import cli
 from kerazoo.data.features import FeatureFile
 from kerazoo.finetune.audit import SplitFeatures
 from kerazoo.finetune.audit import audit
+from kerazoo.finetune.audit import audit_dir
+from kerazoo.finetune.audit import exact_duplicates
 from kerazoo.finetune.audit import feature_statistics
 from kerazoo.finetune.audit import similar_pairs
 from kerazoo.recipes import load_recipe
@@ -72,6 +74,20 @@ def test_similarity_keeps_the_most_similar_pairs_and_reads_split_files(tmp_path)
     np.testing.assert_allclose(top_similarities, similarities[:5], rtol=1e-6)
     with pytest.raises(ValueError, match="threshold must be in"):
         similar_pairs(x, 1.5)
+
+
+def test_exact_duplicates_groups_equal_digests_and_skips_missing_ones():
+    digests = np.array([b"a", b"b", b"a", b"", b"c", b"", b"a", b"c"], "S16")
+    groups = exact_duplicates(digests)
+    assert [g.tolist() for g in groups] == [[0, 2, 6], [4, 7]]
+
+
+def test_audit_writes_beside_an_output_dir_without_a_run(tmp_path):
+    recipe = load_recipe(TINY, [f"output_dir={tmp_path / 'run'}"])
+    assert audit_dir(recipe) == tmp_path / "run-audit"
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "state.json").write_text("{}")
+    assert audit_dir(recipe) == tmp_path / "run" / "audit"
 
 
 def _digits_folder(root, per_class=30, seed=0):
