@@ -238,7 +238,9 @@ def run_one(spec):
             "stage1.augment=true",
             f"stage2.batch_size={BATCH}",
             "stage2.unfreeze=all",
-            "batchnorm=frozen",
+            # Pretrained batch norms keep their statistics; a random body's
+            # must learn theirs (the recipe refuses frozen with weights: null).
+            f"batchnorm={'frozen' if spec['weights'] else 'train'}",
         ],
     )
     augment = recipe.data.augment
