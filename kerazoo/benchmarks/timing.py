@@ -15,6 +15,10 @@ APPLICATIONS = {
     "efficientnet_b0": "EfficientNetB0",
     "resnet50": "ResNet50",
     "densenet121": "DenseNet121",
+    "mobilenet_v3_small": "MobileNetV3Small",
+    "mobilenet_v3_large": "MobileNetV3Large",
+    "efficientnetv2_b0": "EfficientNetV2B0",
+    "efficientnetv2_s": "EfficientNetV2S",
 }
 
 # keras.applications' ResNet and DenseNet take preprocessed images; kerazoo's

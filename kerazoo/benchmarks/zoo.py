@@ -1,5 +1,6 @@
-"""kerazoo's efficientnet_b0, resnet50 and densenet121 against keras.applications'
-(same input size, weights=None, 1,000 classes): a training step and a prediction,
+"""kerazoo's efficientnet_b0, resnet50, densenet121, MobileNetV3 Small and Large and
+EfficientNetV2 B0 and S against keras.applications' (same input size,
+weights=None, 1,000 classes): a training step and a prediction,
 timed alternately after warm-up, with `jit_compile` the same on both sides.
 
     kerazoo bench zoo [--quick]
