@@ -10,9 +10,13 @@ import pytest
 @pytest.fixture(autouse=True)
 def _fresh_keras_state():
     """Each test starts with the float32 policy, a fresh Keras session and fixed
-    seeds, so that random initial weights and dropout masks repeat."""
+    seeds, so that random initial weights and dropout masks repeat.
+
+    Without a forced garbage collection: a full `gc.collect()` walks the whole
+    heap of a worker that has built hundreds of models, seconds a test on 2
+    cores (a third of the suite's time); Python's own collector still runs."""
     keras.config.set_dtype_policy("float32")
-    keras.utils.clear_session()
+    keras.utils.clear_session(free_memory=False)
     keras.utils.set_random_seed(0)
     yield
     keras.config.set_dtype_policy("float32")

@@ -122,7 +122,7 @@ def run(run, s):
     )
     curves = {}
     for name in names:
-        clear_session()
+        clear_session(free_memory=False)
         model = _network(name, shape, s)
         steps = int(np.ceil(len(train[1]) / s["batch_size"])) * s["epochs"]
         model.compile(

@@ -75,9 +75,9 @@ def _measure(run, label, build, shape, s, flops_shape=None):
     from kerazoo._session import clear_session
     from kerazoo.models.analysis import flops
 
-    clear_session()
+    clear_session(free_memory=False)
     count = flops(build(flops_shape), flops_shape) if flops_shape else None
-    clear_session()
+    clear_session(free_memory=False)
     model = build(shape)
     row = {
         "what": label,
@@ -146,7 +146,7 @@ def run(run, s):
             (8, 8, 1),
             s,
         )
-        clear_session()
+        clear_session(free_memory=False)
         out = fit_and_test(
             small_inception_net(kind, s["seed"]),
             keras.optimizers.Adam(s["learning_rate"]),

@@ -123,7 +123,7 @@ def init_report(
     results = []
     for activation in activations:
         for spec in initializers:
-            clear_session()
+            clear_session(free_memory=False)
             model = build_plain_network(depth, width, activation, spec, seed=seed)
             stats = activation_stats(model, x, y=y, loss="mse" if gradients else None)
             pre = [r for r in stats.rows if r["class"] == "Dense"]
