@@ -21,7 +21,8 @@ FILE = "catalog.json"
 def entries():
     """Every built-in model as a dict: `name`, `family`, `params` (trainable,
     default classes), `input_size`, `min_input_size`, `num_classes`,
-    `preprocessing`, `paper` and `weights` (a list of `tag`, `source`,
+    `preprocessing`, `paper`, `options` (the family options `create_model`
+    takes, with their defaults) and `weights` (a list of `tag`, `source`,
     `license`, `converter`), in the registry's order."""
     text = (resources.files("kerazoo") / FILE).read_text()
     return tuple(json.loads(text)["models"])

@@ -57,6 +57,22 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+# The family option that `model.drop_path` sets.
+DROP_PATH_OPTION = "drop_connect_rate"
+
+
+def _family_options(name):
+    """The family options of model `name`: from the catalog for the built-in
+    zoo (no Keras), from the registry for a model registered by user code."""
+    found = catalog.entry(name)
+    if found is not None:
+        return found["options"]
+    from kerazoo.models import model_info
+    from kerazoo.models.catalog import family_options
+
+    return family_options(model_info(name))
+
+
 class ModelSpec(_Strict):
     name: str = Field(description="A registered model (`kerazoo models`).")
     weights: str | None = Field(
@@ -73,6 +89,39 @@ class ModelSpec(_Strict):
         description="Re-initialise every convolution and dense kernel of the body "
         "with this (training from scratch: needs weights: null).",
     )
+    drop_path: float | None = Field(
+        None,
+        ge=0,
+        lt=1,
+        description="Stochastic depth (Huang et al. 2016): the probability that "
+        "the last residual block's branch is dropped in training, rising "
+        "linearly from 0 over the blocks (the family option "
+        f"`{DROP_PATH_OPTION}`); null keeps the family's default. For the "
+        "families whose blocks take it.",
+    )
+
+    @model_validator(mode="after")
+    def _drop_path_where_blocks_take_it(self):
+        if self.drop_path is None:
+            return self
+        options = _family_options(self.name)
+        if DROP_PATH_OPTION not in options:
+            having = sorted(
+                {
+                    e["family"]
+                    for e in catalog.entries()
+                    if DROP_PATH_OPTION in e["options"]
+                }
+            )
+            raise ValueError(
+                f"drop_path: the blocks of {self.name!r} have no stochastic depth; "
+                f"the families whose blocks do: {', '.join(having)}"
+            )
+        if DROP_PATH_OPTION in self.options:
+            raise ValueError(
+                f"drop_path and options.{DROP_PATH_OPTION} set the same rate: give one"
+            )
+        return self
 
     @model_validator(mode="after")
     def _initializer_from_scratch(self):

@@ -48,6 +48,7 @@ from kerazoo.models import create_model
 from kerazoo.optimizers import batch_size_for
 from kerazoo.optimizers import schedules
 from kerazoo.pretrained import tta
+from kerazoo.recipes import DROP_PATH_OPTION
 from kerazoo.recipes import Constant
 from kerazoo.recipes import RecipeError
 from kerazoo.recipes import monitor_mode
@@ -279,13 +280,16 @@ def build(recipe, num_classes):
 
     spec = recipe.model
     height, width = spec.image_size
+    options = dict(spec.options)
+    if spec.drop_path is not None:
+        options[DROP_PATH_OPTION] = spec.drop_path
     base = create_model(
         spec.name,
         input_shape=(height, width, 3),
         weights=spec.weights,
         include_top=False,
         pooling="avg",
-        **spec.options,
+        **options,
     )
     pre = base.get_layer("preprocessing")
     body = base.get_layer("body")

@@ -205,3 +205,46 @@ def test_the_docs_example_is_a_valid_recipe(tmp_path):
     assert augment.color_jitter.enabled and augment.random_erasing
     assert r.data.mixup and r.data.cutmix and r.data.class_weight == "balanced"
     assert r.stage2.label_smoothing == 0.1
+
+
+def _drop_rates(recipe_):
+    from kerazoo._compat import sublayers
+    from kerazoo.layers import MBConvBlock
+
+    parts = build(recipe_, 10)
+    return [
+        layer.drop_rate
+        for layer in sublayers(parts["body"])
+        if isinstance(layer, MBConvBlock)
+    ]
+
+
+def test_drop_path_sets_the_blocks_stochastic_depth(tmp_path):
+    model = "model={name: efficientnet_lite0, weights: null, input_size: 32}"
+    default = _drop_rates(recipe(tmp_path, model))
+    raised = _drop_rates(recipe(tmp_path, model, "model.drop_path=0.3"))
+    # The family's default is 0.2 for the last block; each block's rate is the
+    # recipe's, scaled by its depth (0 for the first).
+    assert raised[0] == 0 and max(default) < 0.2 < max(raised) < 0.3
+    assert raised == pytest.approx([rate * 1.5 for rate in default])
+    assert set(_drop_rates(recipe(tmp_path, model, "model.drop_path=0"))) == {0.0}
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["model.drop_path=0.1"], "the families whose blocks do: efficientnet, "),
+        (["model.drop_path=1"], "model.drop_path: received 1"),
+        (
+            [
+                "model={name: efficientnet_lite0, weights: null, input_size: 32, "
+                "options: {drop_connect_rate: 0.1}}",
+                "model.drop_path=0.1",
+            ],
+            "options.drop_connect_rate set the same rate",
+        ),
+    ],
+)
+def test_drop_path_is_refused_by_name(overrides, message):
+    with pytest.raises(RecipeError, match=message):
+        load_recipe(TINY, overrides)
