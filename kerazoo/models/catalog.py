@@ -28,10 +28,20 @@ def family_options(info):
     return {p.name: p.default for p in parameters if p.default is not p.empty}
 
 
+def builtin_models():
+    """The registered models that kerazoo's own families define (not those
+    registered by user code in this process)."""
+    return [
+        name
+        for name in list_models()
+        if model_info(name).build_body.__module__.startswith("kerazoo.")
+    ]
+
+
 def catalog():
     """The catalog as a dict (what `kerazoo/catalog.json` holds)."""
     models = []
-    for name in list_models():
+    for name in builtin_models():
         info = model_info(name)
         weights = []
         for tag in info.weights:
