@@ -116,6 +116,19 @@ def call_inputs(operation):
     return [list(node.input_tensors) for node in operation._inbound_nodes]
 
 
+def call_outputs(operation):
+    """The symbolic output tensors of each call of a layer in functional
+    graphs, as `call_inputs` gives their inputs.
+
+    Wraps `Node.output_tensors`. For a nested functional model the public
+    `model.output` is the output of its own graph, not that of its call in
+    the enclosing model, which is what a model of intermediate outputs needs.
+
+    Checked against Keras 3.15.1.
+    """
+    return [list(node.output_tensors) for node in operation._inbound_nodes]
+
+
 def consumer_count(operation):
     """How many calls of other layers, in functional graphs, take an output of
     `operation` as an input (0 for a model's output layer).

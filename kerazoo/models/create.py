@@ -8,15 +8,18 @@ keras.applications weights into the cache on first use) it is given
 """
 
 import dataclasses
+import math
 
 import keras
 
 from kerazoo._checks import check_choice
 from kerazoo._checks import check_fraction
 from kerazoo._checks import check_positive_int
+from kerazoo._compat import call_outputs
 from kerazoo.models.googlenet import auxiliary_classifier
 from kerazoo.models.preprocessing import ImagePreprocessing
 from kerazoo.models.registry import registered_model
+from kerazoo.models.scoped import ScopedModel
 from kerazoo.models.scoped import scoped_model
 from kerazoo.pretrained import find_weights
 from kerazoo.pretrained import load_pretrained
@@ -45,6 +48,8 @@ def create_model(
     preprocessing=None,
     reset_head=False,
     weights_map=None,
+    features_only=False,
+    out_indices=None,
     **family_options,
 ):
     """Builds a registered model: preprocessing, a `"body"`, then the head.
@@ -84,6 +89,15 @@ def create_model(
         weights_map: For a PyTorch checkpoint: a dict from the model's
             variable paths to the checkpoint's keys, or a function of the path
             (`kerazoo.pretrained.torch_files`).
+        features_only: Return a model of the body's multi-scale feature maps
+            (for detection and segmentation), as timm's `features_only`: at
+            each output stride of the stem and stages (2, 4, 8, 16, 32 for
+            most ImageNet families), the last stage's output at that stride,
+            before any `top` convolution. Outputs are named `stride{S}`.
+            `include_top`, `pooling`, `dropout` and `num_classes` do not apply.
+        out_indices: With `features_only`, which of those levels to return
+            (indices into the model's strides, in increasing order; negative
+            indices count from the end); default: all.
         **family_options: Options of the family (e.g. `inception="naive"` for
             GoogLeNet).
 
@@ -96,6 +110,22 @@ def create_model(
     >>> model.get_layer("body").get_layer("stage4").name
     'stage4'
     """
+    if features_only:
+        model = create_model(
+            name,
+            num_classes,
+            input_shape=input_shape,
+            weights=weights,
+            include_top=False,
+            pooling=None,
+            preprocessing=preprocessing,
+            reset_head=reset_head,
+            weights_map=weights_map,
+            **family_options,
+        )
+        return feature_maps(model, out_indices)
+    if out_indices is not None:
+        raise ValueError("`out_indices` needs `features_only=True`.")
     info = model_info(name)
     num_classes = info.num_classes if num_classes is None else num_classes
     check_positive_int("num_classes", num_classes)
@@ -190,6 +220,51 @@ def create_model(
         )
     head = entry is not None and num_classes == entry.classes
     return _with_weights(keras.Model(inputs, outputs, name=name), entry, head)
+
+
+def feature_levels(model):
+    """`{stride: tensor}` of a zoo model's body, in increasing stride: at each
+    output stride of the stem and the stages, the last one's output (symbolic
+    tensors of the body's graph)."""
+    body = model.get_layer("body")
+    height = model.inputs[0].shape[1]
+    levels = {}
+    for layer in body.layers:
+        if layer.name != "stem" and not layer.name.startswith("stage"):
+            continue
+        (outputs,) = call_outputs(layer)  # each module is called once
+        tensor = outputs[0]
+        levels[2 ** round(math.log2(height / tensor.shape[1]))] = tensor
+    return dict(sorted(levels.items()))
+
+
+def feature_maps(model, out_indices=None):
+    """A model of `model`'s feature maps (`create_model(features_only=True)`):
+    the same layers and weights, outputs `stride{S}` at the levels that
+    `out_indices` picks from `feature_levels` (default: all)."""
+    levels = feature_levels(model)
+    strides = list(levels)
+    indices = list(range(len(strides))) if out_indices is None else list(out_indices)
+    described = ", ".join(f"{i} (stride {s})" for i, s in enumerate(strides))
+    if not indices or any(
+        not isinstance(i, int) or not -len(strides) <= i < len(strides) for i in indices
+    ):
+        raise ValueError(
+            f"`out_indices` of {model.name!r} pick among its feature levels "
+            f"{described}. Received: out_indices={out_indices!r}"
+        )
+    chosen = sorted({strides[i] for i in indices})
+    body = model.get_layer("body")
+    features = ScopedModel(
+        body.inputs, [levels[s] for s in chosen], name="body"
+    )  # the body's own layers and variables, more outputs
+    maps = features(model.get_layer("preprocessing").output)
+    maps = maps if isinstance(maps, (list, tuple)) else [maps]
+    outputs = [
+        keras.layers.Identity(name=f"stride{s}")(t)
+        for s, t in zip(chosen, maps, strict=True)
+    ]
+    return keras.Model(model.inputs, outputs, name=f"{model.name}_features")
 
 
 def _with_weights(model, entry, head):
