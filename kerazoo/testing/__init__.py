@@ -9,6 +9,7 @@ from kerazoo.testing.layer_test import check_mixed_precision
 from kerazoo.testing.layer_test import check_output_shapes
 from kerazoo.testing.layer_test import check_saved_model_export
 from kerazoo.testing.layer_test import run_layer_test
+from kerazoo.testing.statistics import perturb_keras_weights
 from kerazoo.testing.statistics import randomize_batch_norms
 
 __all__ = [
@@ -19,6 +20,7 @@ __all__ = [
     "check_mixed_precision",
     "check_output_shapes",
     "check_saved_model_export",
+    "perturb_keras_weights",
     "randomize_batch_norms",
     "run_layer_test",
 ]

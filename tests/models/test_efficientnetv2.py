@@ -20,6 +20,7 @@ from kerazoo.models.preprocessing import ImagePreprocessing
 from kerazoo.pretrained import WeightMismatchError
 from kerazoo.pretrained import from_keras_application
 from kerazoo.pretrained import manifest
+from kerazoo.testing import perturb_keras_weights
 
 SIZE = (64, 64, 3)
 # Building a functional model traces every layer, which is slow under JAX and
@@ -41,22 +42,10 @@ def keras_b0():
     """keras.applications' EfficientNetV2B0 with random weights, perturbed so
     that every batch norm and bias matters, and logits that say something."""
     keras.utils.set_random_seed(0)
-    rng = np.random.default_rng(0)
     model = _application(
         "efficientnetv2_b0", input_shape=SIZE, classifier_activation=None
     )
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.BatchNormalization):
-            n = layer.gamma.shape[0]
-            layer.gamma.assign(rng.uniform(0.5, 1.5, n))
-            layer.beta.assign(rng.normal(0, 0.1, n))
-            layer.moving_mean.assign(rng.normal(0, 0.1, n))
-            layer.moving_variance.assign(rng.uniform(0.5, 1.5, n))
-        elif isinstance(layer, keras.layers.Conv2D) and layer.use_bias:
-            layer.bias.assign(rng.normal(0, 0.5, layer.bias.shape))
-        elif isinstance(layer, keras.layers.Dense):
-            layer.kernel.assign(10 * layer.kernel.numpy())
-            layer.bias.assign(rng.normal(0, 0.5, layer.bias.shape))
+    perturb_keras_weights(model, 0, bias_std=0.5, logit_scale=10)
     return model
 
 

@@ -18,6 +18,7 @@ from kerazoo.models.mobilenet import PRESETS
 from kerazoo.pretrained import WeightMismatchError
 from kerazoo.pretrained import from_keras_application
 from kerazoo.pretrained import manifest
+from kerazoo.testing import perturb_keras_weights
 
 SIZE = (32, 32, 3)  # the smallest input both accept; counts do not depend on it
 # Building a functional model traces every layer, which is slow under JAX and
@@ -111,20 +112,6 @@ def test_v3_head(name, features, units):
     assert body.outputs[0].shape == (None, features)
 
 
-def _perturb(model, rng):
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.BatchNormalization):
-            n = layer.gamma.shape[0]
-            layer.gamma.assign(rng.uniform(0.5, 1.5, n))
-            layer.beta.assign(rng.normal(0, 0.1, n))
-            layer.moving_mean.assign(rng.normal(0, 0.1, n))
-            layer.moving_variance.assign(rng.uniform(0.5, 1.5, n))
-        if isinstance(layer, keras.layers.Conv2D) and layer.use_bias:
-            layer.bias.assign(rng.normal(0, 0.5, layer.bias.shape))
-        if isinstance(layer, keras.layers.Dense) or layer.name == "logits":
-            layer.kernel.assign(10 * layer.kernel.numpy())
-
-
 PORTED = [
     ("mobilenet_v2_035", True),
     ("mobilenet_v2_140", False),
@@ -144,7 +131,7 @@ def test_port_of_random_keras_weights_computes_the_same_logits(name, include_top
         classes=10,
         classifier_activation=None,
     )
-    _perturb(source, rng)
+    perturb_keras_weights(source, rng, bias_std=0.5, logit_scale=10)
     model = from_keras_application(source, name, build=create_model)
     x = rng.uniform(0, 255, (3, 64, 64, 3)).astype("float32")
     if PRESETS[name]["version"] == 2:  # normalised outside the model
@@ -171,7 +158,7 @@ def test_imagenet_entry_ports_through_the_cache(tmp_path, monkeypatch):
     assert len(entry.md5) == 32
     keras.utils.set_random_seed(2)
     network = keras.applications.MobileNetV3Small(weights=None, input_shape=(64, 64, 3))
-    _perturb(network, np.random.default_rng(2))
+    perturb_keras_weights(network, 2, bias_std=0.5, logit_scale=10)
     path = tmp_path / "mobilenet_v3_small.weights.h5"
     network.save_weights(path)
     md5 = hashlib.md5(path.read_bytes()).hexdigest()

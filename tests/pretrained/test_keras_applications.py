@@ -9,23 +9,12 @@ import pytest
 from kerazoo.models import create_model
 from kerazoo.pretrained import WeightMismatchError
 from kerazoo.pretrained import from_keras_application
+from kerazoo.testing import perturb_keras_weights
 
 CASES = {
     "resnet50": (keras.applications.ResNet50, keras.applications.resnet50),
     "densenet121": (keras.applications.DenseNet121, keras.applications.densenet),
 }
-
-
-def _perturb(model, rng):
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.BatchNormalization):
-            n = layer.gamma.shape[0]
-            layer.gamma.assign(rng.uniform(0.5, 1.5, n))
-            layer.beta.assign(rng.normal(0, 0.1, n))
-            layer.moving_mean.assign(rng.normal(0, 0.1, n))
-            layer.moving_variance.assign(rng.uniform(0.5, 1.5, n))
-        if isinstance(layer, keras.layers.Conv2D) and layer.use_bias:
-            layer.bias.assign(rng.normal(0, 0.1, layer.bias.shape))
 
 
 @pytest.mark.parametrize("name", list(CASES))
@@ -40,7 +29,7 @@ def test_port_computes_the_same_function(name, include_top):
         classes=10,
         classifier_activation=None,
     )
-    _perturb(source, rng)
+    perturb_keras_weights(source, rng)
     model = from_keras_application(source, name, build=create_model)
     x = rng.uniform(0, 255, (3, 64, 64, 3)).astype("float32")
     expected = source.predict(module.preprocess_input(x.copy()), verbose=0)
@@ -63,7 +52,7 @@ def test_efficientnet_port_reproduces_its_normalization_layers(tmp_path):
     source = keras.applications.EfficientNetB0(
         weights=None, input_shape=(64, 64, 3), classes=10, classifier_activation=None
     )
-    _perturb(source, rng)
+    perturb_keras_weights(source, rng)
     for layer in source.layers:
         if isinstance(layer, keras.layers.Conv2D) and layer.use_bias:  # SE convs
             layer.bias.assign(rng.normal(0, 0.1, layer.bias.shape))
