@@ -1,7 +1,8 @@
 """Pretrained weights: the manifest, safe readers and converters.
 
 `load_checkpoint(path)` reads PyTorch checkpoints into NumPy arrays without torch
-and without running code from the file. `load_pretrained(model, name, tag)`
+and without running code from the file; `load_safetensors(path)` reads
+`.safetensors` files, with NumPy only. `load_pretrained(model, name, tag)`
 puts a manifest entry's weights into a kerazoo model, after checking the file's
 sha256; `create_model(name, weights="imagenet")` calls it. Every weight source
 maps onto the model through a `Converter` (`kerazoo.pretrained.convert`), which
@@ -31,6 +32,7 @@ from kerazoo.pretrained.manifest import available_weights
 from kerazoo.pretrained.manifest import find_weights
 from kerazoo.pretrained.manifest import register_weights
 from kerazoo.pretrained.manifest import weights_file
+from kerazoo.pretrained.safetensors_files import load_safetensors
 
 __all__ = [
     "MANIFEST",
@@ -48,6 +50,7 @@ __all__ = [
     "from_keras_application",
     "load_checkpoint",
     "load_pretrained",
+    "load_safetensors",
     "register_converter",
     "register_weights",
 ]

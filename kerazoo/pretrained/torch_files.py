@@ -1,11 +1,16 @@
-"""Weights from a local PyTorch checkpoint: `create_model(name,
-weights="model.pth", weights_map=...)`.
+"""Weights from a local PyTorch checkpoint or safetensors file:
+`create_model(name, weights="model.pth")`, `weights="model.safetensors"`.
 
-The checkpoint is read by `load_checkpoint` (no torch, no code from the file).
-`weights_map` says which checkpoint tensor fills each of the model's variables:
-a dict from variable path (`body/stem/conv/kernel`) to checkpoint key
-(`conv1.weight`), or a function of the path returning the key (None: no
-tensor for that variable). Tensors are moved to Keras's layout by their kind:
+A checkpoint is read by `load_checkpoint`, a `.safetensors` file by
+`load_safetensors` (NumPy only; no torch, no code from the file). When a
+registered converter knows the file's names for this model (torchvision's and
+timm's ResNets: `kerazoo.models.resnet.convert_torch`), it maps them and no
+`weights_map` is needed; its checks are the converter's (every variable
+filled, every tensor used, every shape right). Otherwise `weights_map` says
+which checkpoint tensor fills each of the model's variables: a dict from
+variable path (`body/stem/conv/kernel`) to checkpoint key (`conv1.weight`),
+or a function of the path returning the key (None: no tensor for that
+variable). Tensors are moved to Keras's layout by their kind:
 convolution kernels OIHW -> HWIO, depthwise (C, 1, kh, kw) -> (kh, kw, C, 1),
 1-D convolutions OIK -> KIO, dense weights (out, in) -> (in, out); batch norm's
 `running_mean`/`running_var` need only their names mapped. Everything is
@@ -19,6 +24,7 @@ import pathlib
 
 import numpy as np
 
+from kerazoo.pretrained import convert
 from kerazoo.pretrained.assign import HEAD
 from kerazoo.pretrained.assign import WeightMismatchError
 from kerazoo.pretrained.assign import assign_from
@@ -26,8 +32,10 @@ from kerazoo.pretrained.checkpoint import load_checkpoint
 from kerazoo.pretrained.convert import conv_kernel
 from kerazoo.pretrained.convert import dense_kernel
 from kerazoo.pretrained.convert import depthwise_kernel
+from kerazoo.pretrained.safetensors_files import SUFFIX as SAFETENSORS
+from kerazoo.pretrained.safetensors_files import load_safetensors
 
-SUFFIXES = (".pth", ".pt", ".bin", ".ckpt")
+SUFFIXES = (".pth", ".pt", ".bin", ".ckpt", SAFETENSORS)
 
 
 def is_torch_path(weights):
@@ -54,14 +62,35 @@ def to_keras_layout(value, shape):
     return value
 
 
-def load_torch_file(model, path, weights_map, reset_head=False):
-    """Loads the PyTorch checkpoint at `path` into `model`, all or nothing.
+def read_tensors(path):
+    """`{name: numpy array}` of a `.safetensors` file or a PyTorch
+    checkpoint, read safely and without torch."""
+    if str(path).endswith(SAFETENSORS):
+        return load_safetensors(path)
+    return load_checkpoint(path)
+
+
+def naming_converter(model, source):
+    """The registered converter for `model` (a kerazoo model, by its name)
+    that recognises `source`'s tensor names, or None."""
+    for converter in convert._CONVERTERS:
+        recognizes = getattr(converter, "recognizes", None)
+        if model.name in converter.models and recognizes and recognizes(source):
+            return converter
+    return None
+
+
+def load_torch_file(model, path, weights_map=None, reset_head=False):
+    """Loads the PyTorch checkpoint or safetensors file at `path` into
+    `model`, all or nothing.
 
     Args:
         model: The model to fill.
-        path: A `.pth`/`.pt`/`.bin`/`.ckpt` file (legacy or zip format).
+        path: A `.pth`/`.pt`/`.bin`/`.ckpt` file (legacy or zip format) or a
+            `.safetensors` file.
         weights_map: dict `{variable path: checkpoint key}` or a function of
-            the variable path returning the key.
+            the variable path returning the key; None: the names must be
+            known to a registered converter (torchvision/timm ResNets).
         reset_head: Keep the model's `predictions` layer when the
             checkpoint's has another shape (another number of classes).
 
@@ -71,14 +100,19 @@ def load_torch_file(model, path, weights_map, reset_head=False):
     path = pathlib.Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}")
+    source = read_tensors(path)
     if weights_map is None:
-        raise ValueError(
-            f"{path} is a PyTorch checkpoint: pass weights_map, a dict from the "
-            "model's variable paths (`[v.path for v in model.weights]`) to the "
-            "checkpoint's keys, or a function of the path."
-        )
+        converter = naming_converter(model, source)
+        if converter is None:
+            raise ValueError(
+                f"kerazoo knows no naming of {path}'s tensors for "
+                f"{model.name!r}: pass weights_map, a dict from the model's "
+                "variable paths (`[v.path for v in model.weights]`) to the "
+                "file's keys, or a function of the path."
+            )
+        head = not reset_head or _head_fits(model, source, converter)
+        return converter.apply(model, source, head=head, origin=str(path))
     lookup = weights_map if callable(weights_map) else weights_map.get
-    source = load_checkpoint(path)
     pairs = []
     for variable in model.weights:
         key = lookup(variable.path)
@@ -104,3 +138,18 @@ def load_torch_file(model, path, weights_map, reset_head=False):
         pairs.append((variable, value))
     assign_from(path, pairs)
     return model
+
+
+def _head_fits(model, source, converter):
+    """Whether the source's classifier has the shape of `model`'s."""
+    variables = {v.path: v for v in model.weights}
+    for port in converter.ports(model, source):
+        variable = variables.get(port.target)
+        if not port.target.startswith(HEAD) or variable is None:
+            continue
+        if not all(k in source for k in port.sources):
+            continue  # named as missing by the converter's checks
+        value = port.transform(*(np.asarray(source[k]) for k in port.sources))
+        if tuple(np.shape(value)) != tuple(variable.shape):
+            return False
+    return True

@@ -2,11 +2,13 @@
 networks of section 4.2, with their plain (shortcut-free) twins.
 
 `resnet.py` builds them, `presets.py` lists the registered ones and their
-weights, `convert_keras.py` ports keras.applications' ResNet50/101/152.
+weights, `convert_keras.py` ports keras.applications' ResNet50/101/152,
+`convert_torch.py` torchvision's and timm's ResNet state dicts.
 """
 
 from kerazoo.models.registry import register_model
 from kerazoo.models.resnet.convert_keras import ResNetKerasConverter
+from kerazoo.models.resnet.convert_torch import ResNetTorchConverter
 from kerazoo.models.resnet.presets import PAPER
 from kerazoo.models.resnet.presets import PRESETS
 from kerazoo.models.resnet.presets import WEIGHTS
@@ -78,4 +80,5 @@ for _name, _preset in PRESETS.items():
         )
 
 register_converter(ResNetKerasConverter())
+register_converter(ResNetTorchConverter())
 register_weights(*WEIGHTS)
