@@ -2,7 +2,8 @@
 against keras.applications.
 
 Backend-agnostic (run it with `KERAS_BACKEND=jax` on a machine without
-TensorFlow). For efficientnet_b0 and resnet50 at 224x224, each built as the
+TensorFlow). For efficientnet_b0 and resnet50 at 224x224 (by default;
+mobilenet_v3_small too), each built as the
 same network as keras.applications' (`kerazoo.benchmarks.timing.zoo_model`), it
 measures training and inference images/s in float32 and mixed bfloat16
 (checking that each model really computes in the dtype asked for), converts
@@ -30,6 +31,7 @@ import time
 import keras
 import numpy as np
 
+from kerazoo._compat import sublayers
 from kerazoo.benchmarks.timing import compare
 from kerazoo.benchmarks.timing import zoo_model
 
@@ -37,7 +39,7 @@ from kerazoo.benchmarks.timing import zoo_model
 # keras.applications' that `kerazoo.benchmarks.timing.zoo_model` builds:
 # ResNet-50 v1, where kerazoo's default v1.5 has 8.21), a multiply-add counted as 2
 # (`kerazoo.models.analysis.flops`, TensorFlow's profiler).
-FORWARD_GFLOPS = {"efficientnet_b0": 0.80, "resnet50": 7.75}
+FORWARD_GFLOPS = {"efficientnet_b0": 0.80, "resnet50": 7.75, "mobilenet_v3_small": 0.12}
 MODELS = tuple(FORWARD_GFLOPS)
 
 
@@ -73,8 +75,7 @@ def _batch(batch, size):
 def compute_dtypes(model):
     """The compute dtypes of the layers that hold weights (what the model
     really runs in, whatever policy was asked for)."""
-    layers = model._flatten_layers(include_self=False, recursive=True)
-    return sorted({layer.compute_dtype for layer in layers if layer.weights})
+    return sorted({x.compute_dtype for x in sublayers(model) if x.weights})
 
 
 def _model(name, size, policy, source="kerazoo", jit=True):
@@ -154,7 +155,11 @@ def main(argv=None):
     )
     parser.add_argument("--matmul", type=int, default=8192)
     parser.add_argument(
-        "--models", nargs="+", choices=MODELS, default=list(MODELS), metavar="NAME"
+        "--models",
+        nargs="+",
+        choices=MODELS,
+        default=["efficientnet_b0", "resnet50"],
+        metavar="NAME",
     )
     parser.add_argument(
         "--no-jit", dest="jit", action="store_false", help="jit_compile=False"

@@ -39,7 +39,7 @@ COUNTED = ALL if EVERY or TENSORFLOW else ON_JAX
 
 
 def test_registry_lists_every_family():
-    assert len(ALL) == 49
+    assert len(ALL) == 53
     for name in (
         "googlenet",
         *(f"resnet{d}" for d in (18, 34, 50, 101, 152, 20, 32, 44, 56, 110)),
@@ -50,6 +50,7 @@ def test_registry_lists_every_family():
         *(f"efficientnet_b{i}" for i in range(8)),
         *(f"efficientnet_lite{i}" for i in range(5)),
         *(f"efficientnetv2_{v}" for v in ("b0", "b1", "b2", "b3", "s", "m", "l")),
+        *(f"convnext_{v}" for v in ("tiny", "small", "base", "large")),
     ):
         assert name in ALL
     assert list_models("resnet1*") == [
@@ -151,6 +152,11 @@ def test_forward_train_step_and_structure(name):
     )
 
 
+@pytest.mark.skipif(
+    not TENSORFLOW,
+    reason="options of the builder, the same on every backend (80 s under JAX, "
+    "which compiles an initializer for each new weight shape)",
+)
 def test_googlenet_naive_and_auxiliary_classifiers():
     naive = create_model("googlenet", inception="naive", input_shape=(32, 32, 3))
     # Without reductions the channels grow module after module.
@@ -211,7 +217,10 @@ def test_googlenet_flops_naive_vs_reduced():
     assert naive > 5 * reduced
 
 
-@pytest.mark.parametrize("policy", ["float32", "mixed_bfloat16"])
+# Under JAX (50 s a build and step) the mixed-precision case only.
+@pytest.mark.parametrize(
+    "policy", ["float32", "mixed_bfloat16"] if TENSORFLOW else ["mixed_bfloat16"]
+)
 def test_nested_stages_take_activations_in_the_compute_dtype(policy):
     # A float32 Input on a nested stage would cast every activation entering it
     # to float32 and back under mixed precision (both ways again in the

@@ -127,9 +127,8 @@ def test_killed_search_resumes_without_redoing_trials(tmp_path):
         "search={max_trials: 5, epochs: 15}",
     ]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    first = subprocess.Popen(
-        command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
+    log = open(tmp_path / "first.log", "w+")
+    first = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline and first.poll() is None:
@@ -137,7 +136,10 @@ def test_killed_search_resumes_without_redoing_trials(tmp_path):
             if len(done) >= 2:
                 break
             time.sleep(0.05)
-        assert first.poll() is None, "the search finished before it could be killed"
+        if first.poll() is not None:
+            log.seek(0)
+            tail = log.read()[-3000:]
+            pytest.fail(f"the search ended before it could be killed:\n{tail}")
         first.send_signal(signal.SIGKILL)
     finally:
         first.kill()
