@@ -94,4 +94,9 @@ def load_safetensors(path):
         ) from None
     if not arrays:
         raise CheckpointFormatError(f"No tensors found in {path}.")
-    return arrays
+    # Where ml_dtypes (imported by TensorFlow and JAX) gives NumPy a
+    # bfloat16, safetensors returns it: float32 all the same.
+    return {
+        name: value.astype(np.float32) if value.dtype.name == "bfloat16" else value
+        for name, value in arrays.items()
+    }

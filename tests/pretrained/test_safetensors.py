@@ -8,17 +8,21 @@ torch: a torchvision-architecture ResNet written here with `torch.nn`, its
 state dict saved with `safetensors.torch`, gives the same logits in kerazoo.
 """
 
+import json
 import re
+import struct
 import sys
 
 import keras
 import numpy as np
 import pytest
 import safetensors.numpy
+from torch_format import write_state_dict
 
 from kerazoo.models import create_model
 from kerazoo.pretrained import CheckpointFormatError
 from kerazoo.pretrained import WeightMismatchError
+from kerazoo.pretrained import load_safetensors
 from kerazoo.pretrained.torch_files import load_torch_file
 
 # Sides 32k+1 to 32k+4: every stride-2 3x3 convolution sees an odd side, where
@@ -96,6 +100,35 @@ def test_loads_torchvision_names_with_numpy_only(published, monkeypatch):
     assert preprocessing.offset == pytest.approx(
         [-m / s for m, s in zip(mean, std, strict=True)]
     )
+
+
+def test_a_pth_state_dict_needs_no_map_either(published, tmp_path, fake_torch):
+    values, state, _ = published
+    path = tmp_path / "resnet18.pth"
+    write_state_dict(path, state, fake_torch)
+    model = create_model("resnet18", CLASSES, input_shape=(SIDE, SIDE, 3), weights=path)
+    for v in model.weights:
+        np.testing.assert_array_equal(v.numpy(), values[v.path])
+
+
+def test_bfloat16_tensors_read_as_float32(tmp_path):
+    value = np.array([1.0, -2.5, 3.140625], np.float32)  # exact in bfloat16
+    bits = (value.view(np.uint32) >> 16).astype("<u2").tobytes()
+    # The format by hand: a header's length, the JSON header, the raw bytes.
+    header = {
+        "w": {"dtype": "BF16", "shape": [3], "data_offsets": [0, 6]},
+        "n": {"dtype": "I64", "shape": [], "data_offsets": [6, 14]},
+    }
+    header = json.dumps(header).encode()
+    header += b" " * (-len(header) % 8)
+    path = tmp_path / "half.safetensors"
+    path.write_bytes(
+        struct.pack("<Q", len(header)) + header + bits + np.int64(5).tobytes()
+    )
+    arrays = load_safetensors(path)
+    assert arrays["w"].dtype == np.float32
+    np.testing.assert_array_equal(arrays["w"], value)
+    assert arrays["n"] == 5
 
 
 def test_without_head_and_with_a_new_one(published):
