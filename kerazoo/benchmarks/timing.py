@@ -19,6 +19,7 @@ APPLICATIONS = {
     "mobilenet_v3_large": "MobileNetV3Large",
     "efficientnetv2_b0": "EfficientNetV2B0",
     "efficientnetv2_s": "EfficientNetV2S",
+    "convnext_tiny": "ConvNeXtTiny",
 }
 
 # keras.applications' ResNet and DenseNet take preprocessed images; kerazoo's

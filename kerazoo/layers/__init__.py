@@ -7,6 +7,7 @@ is registered for serialization under the package name "kerazoo".
 
 from kerazoo.layers.activations import swish
 from kerazoo.layers.batch_normalization import BatchNormalization
+from kerazoo.layers.convnext import ConvNeXtBlock
 from kerazoo.layers.dense_block import DenseBlock
 from kerazoo.layers.group_normalization import GroupNormalization
 from kerazoo.layers.inception_block import InceptionBlock
@@ -19,6 +20,7 @@ from kerazoo.layers.transition_block import TransitionBlock
 
 __all__ = [
     "BatchNormalization",
+    "ConvNeXtBlock",
     "DenseBlock",
     "GroupNormalization",
     "InceptionBlock",

@@ -8,6 +8,7 @@ that normalises raw images inside every model.
 """
 
 # Importing the families registers their models.
+from kerazoo.models import convnext  # noqa: F401
 from kerazoo.models import densenet  # noqa: F401
 from kerazoo.models import efficientnet  # noqa: F401
 from kerazoo.models import efficientnetv2  # noqa: F401

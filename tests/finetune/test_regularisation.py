@@ -233,7 +233,10 @@ def test_drop_path_sets_the_blocks_stochastic_depth(tmp_path):
 @pytest.mark.parametrize(
     "overrides, message",
     [
-        (["model.drop_path=0.1"], "the families whose blocks do: efficientnet, "),
+        (
+            ["model.drop_path=0.1"],
+            "the families whose blocks do: convnext, efficientnet, ",
+        ),
         (["model.drop_path=1"], "model.drop_path: received 1"),
         (
             [

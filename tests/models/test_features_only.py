@@ -14,6 +14,7 @@ STRIDES = {
     "googlenet": [8, 16, 32],
     "resnet18": [4, 8, 16, 32],
     "resnet20": [1, 2, 4],
+    "convnext_tiny": [4, 8, 16, 32],
     "densenet121": [4, 8, 16, 32],
     "efficientnet_lite0": [2, 4, 8, 16, 32],
     "efficientnetv2_b0": [2, 4, 8, 16, 32],
