@@ -10,22 +10,14 @@ from torch_format import write_state_dict
 
 from kerazoo.models import create_model
 from kerazoo.pretrained import WeightMismatchError
+from kerazoo.pretrained.convert import TORCH_NAMES
 from kerazoo.pretrained.torch_files import load_torch_file
 from kerazoo.pretrained.torch_files import to_keras_layout
-
-_NAMES = {
-    "kernel": "weight",
-    "bias": "bias",
-    "gamma": "weight",
-    "beta": "bias",
-    "moving_mean": "running_mean",
-    "moving_variance": "running_var",
-}
 
 
 def _torch_key(path):
     *scope, name = path.split("/")
-    return ".".join([*scope, _NAMES[name]])
+    return ".".join([*scope, TORCH_NAMES[name]])
 
 
 def _torch_layout(value):
@@ -121,8 +113,6 @@ def test_layouts():
 
 
 def test_layouts_by_kind_and_a_misfit_left_for_the_error():
-    from kerazoo.pretrained.torch_files import to_keras_layout
-
     conv, depthwise = np.zeros((8, 4, 3, 5)), np.zeros((8, 1, 3, 5))
     assert to_keras_layout(conv, (3, 5, 4, 8)).shape == (3, 5, 4, 8)
     assert to_keras_layout(depthwise, (3, 5, 8, 1)).shape == (3, 5, 8, 1)
