@@ -1,14 +1,15 @@
 """The weights cache: downloads checked and kept in `$KERAZOO_HOME`.
 
 A `keras_applications` manifest entry is fetched once from its URL into
-`$KERAZOO_HOME/downloads/` (streamed to a temporary name, its md5 checked
-against the one Keras publishes, then renamed), ported into kerazoo's own
-architecture (`from_keras_application`) and kept as
-`$KERAZOO_HOME/weights/MODEL-TAG.npz`: every variable by its path, readable
-without pickle. Beside it, `MODEL-TAG.json` records the source's URL, md5 and
-sha256, the ported file's sha256 (checked before every use), the preprocessing
-and the conversion report (outputs of the source and the port on sample
-images). A file that fails a check is removed and the error says so.
+`$KERAZOO_HOME/downloads/` (streamed to a temporary name, its checksum checked
+against the one Keras publishes: the entry's sha256 when it has one, as for
+ConvNeXt, else its md5; then renamed), ported into kerazoo's own architecture
+(`from_keras_application`) and kept as `$KERAZOO_HOME/weights/MODEL-TAG.npz`:
+every variable by its path, readable without pickle. Beside it,
+`MODEL-TAG.json` records the source's URL, md5 and sha256, the ported file's
+sha256 (checked before every use), the preprocessing and the conversion report
+(outputs of the source and the port on sample images). A file that fails a
+check is removed and the error says so.
 
 `KERAZOO_HOME` defaults to `$XDG_CACHE_HOME/kerazoo` (`~/.cache/kerazoo`).
 With `KERAZOO_OFFLINE=1`, or when the download fails, a missing file raises
@@ -64,14 +65,15 @@ def _progress(log, done, total, start):
     log(f"  {done / 2**20:.1f}{size} MiB ({rate:.1f} MiB/s)")
 
 
-def download(url, destination, md5=None, log=print):
+def download(url, destination, md5=None, log=print, *, sha256=None):
     """Fetches `url` to `destination`, all or nothing.
 
     The bytes go to a temporary file in the same folder, which becomes
     `destination` (an atomic rename) only when it is complete (as long as the
-    server's Content-Length) and its md5 is `md5`; otherwise it is removed and
-    `WeightsIntegrityError` is raised. Network failures raise
-    `WeightsUnavailableError` naming the URL and `destination`.
+    server's Content-Length) and its md5 is `md5` and its sha256 `sha256`
+    (those given); otherwise it is removed and `WeightsIntegrityError` is
+    raised, naming the URL and the expected and actual checksums. Network
+    failures raise `WeightsUnavailableError` naming the URL and `destination`.
     """
     destination = pathlib.Path(destination)
     if offline():
@@ -106,12 +108,14 @@ def download(url, destination, md5=None, log=print):
                 f"{url}: received {done:,d} of {total:,d} bytes (truncated); "
                 "nothing was kept. Run again to retry."
             )
-        if md5 is not None:
-            digest = file_digest(partial, "md5")
-            if digest != md5:
+        for algorithm, expected in (("md5", md5), ("sha256", sha256)):
+            if expected is None:
+                continue
+            digest = file_digest(partial, algorithm)
+            if digest != expected:
                 raise WeightsIntegrityError(
-                    f"{url}: md5 {digest}, expected {md5} (corrupt, truncated, or "
-                    "not the published file); nothing was kept."
+                    f"{url}: {algorithm} {digest}, expected {expected} (corrupt, "
+                    "truncated, or not the published file); nothing was kept."
                 )
         os.replace(partial, destination)
     finally:
@@ -143,17 +147,34 @@ def record_path(entry):
     return _paths(entry)[2]
 
 
+def source_checksum(entry):
+    """`(algorithm, hex digest)` that the downloaded file of `entry` must have:
+    its `sha256` when it has one (Keras publishes sha256s for some files, as
+    ConvNeXt's), else its `md5`. An entry with neither is refused: a file that
+    nothing can check is never used."""
+    if entry.sha256:
+        return "sha256", entry.sha256
+    if entry.md5:
+        return "md5", entry.md5
+    raise WeightsIntegrityError(
+        f"The manifest entry {entry.tag!r} of {entry.model!r} ({entry.url}) has "
+        "neither a sha256 nor an md5: its download cannot be checked, so it is "
+        "not fetched. Give the entry the checksum its publisher gives."
+    )
+
+
 def _source_file(entry, log):
-    """Keras's file for `entry`: the one in the cache when its md5 holds (a
-    bad one is removed), else downloaded."""
+    """Keras's file for `entry`: the one in the cache when its checksum holds
+    (a bad one is removed), else downloaded."""
+    algorithm, expected = source_checksum(entry)
     path, _, _ = _paths(entry)
     if path.exists():
-        digest = file_digest(path, "md5")
-        if digest == entry.md5:
+        digest = file_digest(path, algorithm)
+        if digest == expected:
             return path
         _remove(path)
-        log(f"{path}: md5 {digest}, expected {entry.md5}: removed, fetching again")
-    return download(entry.url, path, md5=entry.md5, log=log)
+        log(f"{path}: {algorithm} {digest}, expected {expected}: removed, refetching")
+    return download(entry.url, path, log=log, **{algorithm: expected})
 
 
 def sample_images(size, count=8, seed=0):

@@ -27,14 +27,39 @@ class KerasApplicationConverter(Converter):
             (Rescaling and Normalization layers, as EfficientNet's do); the
             port's `"preprocessing"` layer then computes the same affine map
             (mode `"custom"`).
+        classifier: Name of the source's classifier layer (`"predictions"`,
+            keras.applications' usual name); a family whose name differs, or
+            depends on the Keras model, overrides `classifier_name`.
     """
 
     source = SOURCE
     copies_preprocessing = False
+    classifier = "predictions"
+
+    def classifier_name(self, keras_model):
+        """Name of `keras_model`'s classifier layer (present or not)."""
+        return self.classifier
+
+    def classifier_layer(self, keras_model):
+        """`keras_model`'s classifier layer, or None when it has none
+        (`include_top=False`, or a model cut before it)."""
+        name = self.classifier_name(keras_model)
+        for layer in keras_model.layers:
+            if layer.name == name:
+                return layer
+        return None
 
 
 def imagenet_weights(
-    model, application, url, md5, *, converter, preprocessing, input_size=224
+    model,
+    application,
+    url,
+    md5,
+    *,
+    converter,
+    preprocessing,
+    input_size=224,
+    sha256="",
 ):
     """The manifest entry of keras.applications' ImageNet file for `model`.
 
@@ -42,13 +67,15 @@ def imagenet_weights(
         model: Registered name.
         application: The `keras.applications` constructor (`"ResNet50"`).
         url: Where Keras publishes the file.
-        md5: The checksum Keras publishes for it (the download's sha256 is
-            recorded in the cache).
+        md5: The md5 Keras publishes for it (the download's sha256 is
+            recorded in the cache), or `""` when Keras publishes a sha256.
         converter: The family's `KerasApplicationConverter` class; its
             `options` are the options the ported weights need.
         preprocessing: The `ImagePreprocessing` mode of the port
             (`"custom"` when the converter copies the source's own).
         input_size: Image side of the weights.
+        sha256: The sha256 Keras publishes for it, when it publishes one (as
+            for ConvNeXt); the cache then checks it instead of `md5`.
     """
     return WeightsEntry(
         model=model,
@@ -61,6 +88,7 @@ def imagenet_weights(
         source=f"keras.applications.{application}(weights='imagenet'), ported",
         url=url,
         md5=md5,
+        sha256=sha256,
         application=application,
         options=tuple(converter.options.items()),
     )
@@ -94,11 +122,12 @@ def _affine_of_preprocessing(keras_model):
     return scale, offset
 
 
-def _build_twin(keras_model, name, options, build):
+def _build_twin(keras_model, name, converter, build):
     """The kerazoo model `name` with `keras_model`'s input size, classifier
-    (classes and activation) or pooling, built with `options`."""
-    names = {layer.name for layer in keras_model.layers}
-    head = keras_model.get_layer("predictions") if "predictions" in names else None
+    (classes and activation; the layer the family's `converter` names) or
+    pooling, built with the converter's `options`."""
+    options = converter.options
+    head = converter.classifier_layer(keras_model)
     input_shape = tuple(keras_model.inputs[0].shape[1:])
     if head is not None:
         activation = head.get_config()["activation"]
@@ -126,8 +155,11 @@ def from_keras_application(keras_model, name, *, build):
 
     Supports the models whose family registers a `KerasApplicationConverter`:
     `keras.applications` ResNet50/101/152 (`"resnet50"` ...),
-    DenseNet121/169/201 (`"densenet121"` ...) and EfficientNetB0-B7
-    (`"efficientnet_b0"` ...), with or without their classifier. The kerazoo
+    DenseNet121/169/201 (`"densenet121"` ...), EfficientNetB0-B7
+    (`"efficientnet_b0"` ...), ConvNeXtTiny-Large (`"convnext_tiny"` ...) and
+    the other registered families, with or without their classifier (the
+    layer the family's converter names: `"predictions"`, ConvNeXt's
+    `"{name}_head_dense"`). The kerazoo
     model is built to match: the original bottleneck (`stride_on="1x1"`),
     Keras's batch-norm epsilon (1.001e-5), the same
     preprocessing inside the model ("caffe" for ResNet, "torch" for DenseNet:
@@ -161,7 +193,7 @@ def from_keras_application(keras_model, name, *, build):
     if name not in supported:
         raise ValueError(f"Cannot port {name!r}; supported: {', '.join(supported)}.")
     converter = find_converter(SOURCE, name)
-    model = _build_twin(keras_model, name, converter.options, build)
+    model = _build_twin(keras_model, name, converter, build)
     source = {v.path: v.numpy() for v in keras_model.weights}
     converter.apply(model, source, origin=repr(keras_model.name))
     if converter.copies_preprocessing:

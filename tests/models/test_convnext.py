@@ -3,8 +3,14 @@
 the published figures; the zoo tests build every variant and check the
 registry's counts), the same function once keras.applications' random Tiny
 weights are ported (perturbed layer norms, layer scales and biases; no
-network), stochastic depth rising linearly over the blocks, and a port that
-refuses another variant's weights before assigning any."""
+network), classifier included (`from_keras_application` finds it by the name
+the family's converter gives, `{name}_head_dense`), the imagenet entry ported
+through the cache from a file:// URL and checked by its sha256, stochastic
+depth rising linearly over the blocks, and a port that refuses another
+variant's weights before assigning any."""
+
+import dataclasses
+import hashlib
 
 import keras
 import numpy as np
@@ -19,6 +25,8 @@ from kerazoo.models.convnext import PRESETS
 from kerazoo.models.convnext import ConvNeXtKerasConverter
 from kerazoo.models.preprocessing import MODES
 from kerazoo.pretrained import WeightMismatchError
+from kerazoo.pretrained import WeightsIntegrityError
+from kerazoo.pretrained import cache
 from kerazoo.pretrained import from_keras_application
 from kerazoo.pretrained import manifest
 from kerazoo.testing import perturb_keras_weights
@@ -38,16 +46,10 @@ def _np(x):
     return keras.ops.convert_to_numpy(x)
 
 
-@pytest.fixture(scope="module")
-def keras_tiny():
-    """keras.applications' ConvNeXtTiny with random weights, perturbed so that
-    every layer norm, layer scale and bias matters, and logits that say
-    something."""
-    keras.utils.set_random_seed(0)
-    model = keras.applications.ConvNeXtTiny(
-        weights=None, input_shape=SIZE, classes=CLASSES, classifier_activation=None
-    )
-    rng = np.random.default_rng(0)
+def _perturb(model, seed):
+    """Moves a keras.applications ConvNeXt's random weights so that every layer
+    norm, layer scale and bias matters, and its logits say something."""
+    rng = np.random.default_rng(seed)
     perturb_keras_weights(model, rng, bias_std=0.5, logit_scale=10)
     for layer in model.layers:
         for v in layer.weights:
@@ -60,6 +62,17 @@ def keras_tiny():
             elif layer.name.endswith("_layer_scale"):  # 1e-6 would hide a block
                 v.assign(rng.uniform(0.05, 0.3, n))
     return model
+
+
+@pytest.fixture(scope="module")
+def keras_tiny():
+    """keras.applications' ConvNeXtTiny with random weights, perturbed
+    (`_perturb`), 10 classes, logits out."""
+    keras.utils.set_random_seed(0)
+    model = keras.applications.ConvNeXtTiny(
+        weights=None, input_shape=SIZE, classes=CLASSES, classifier_activation=None
+    )
+    return _perturb(model, 0)
 
 
 def _source(model):
@@ -171,20 +184,20 @@ def test_drop_path_rises_linearly_and_features_have_strides_4_to_32():
 
 @tensorflow_only
 def test_port_of_random_keras_weights_computes_the_same_logits(keras_tiny):
-    # from_keras_application recognises a classifier named "predictions";
-    # ConvNeXt's is "{name}_head_dense", so the twin with its classifier is
-    # built here and filled by the family's converter, as that function does.
-    model = create_model(
-        "convnext_tiny",
-        num_classes=CLASSES,
-        input_shape=SIZE,
-        classifier_activation=None,
-    )
+    # ConvNeXt's classifier is "{name}_head_dense", not "predictions": the
+    # family's converter names it, and the twin gets it (10 classes, no
+    # activation) with the head's layer norm and the Normalization's affine map.
     converter = ConvNeXtKerasConverter()
-    converter.apply(model, _source(keras_tiny))
-    assert converter.copies_preprocessing
+    head = converter.classifier_layer(keras_tiny)
+    assert head is not None and head.name == "convnext_tiny_head_dense"
+    model = from_keras_application(keras_tiny, "convnext_tiny", build=create_model)
+    assert model.get_layer("predictions").units == CLASSES
+    assert model.get_layer("predictions").get_config()["activation"] == "linear"
+    preprocessing = model.get_layer("preprocessing")
     _, scale, offset = MODES["torch"]
-    model.get_layer("preprocessing").set_affine(scale, offset)
+    assert preprocessing.mode == "custom"
+    np.testing.assert_allclose(preprocessing.scale, scale, rtol=1e-6)
+    np.testing.assert_allclose(preprocessing.offset, offset, rtol=1e-6)
     x = np.random.default_rng(1).uniform(0, 255, (2, *SIZE)).astype("float32")
     # Eager calls: tracing `predict` costs more than the model here.
     expected = _np(keras_tiny(x, training=False))
@@ -232,3 +245,48 @@ def test_port_refuses_another_variant_before_assigning_anything(keras_tiny):
     assert all(
         np.array_equal(v.numpy(), b) for v, b in zip(model.weights, before, strict=True)
     )
+
+
+@tensorflow_only
+def test_imagenet_entry_ports_through_the_cache(tmp_path, monkeypatch):
+    # The manifest's entry, its file replaced by random ConvNeXtTiny weights
+    # published at a file:// URL (no network), and an empty cache: the file is
+    # checked by its sha256 (Keras publishes no md5 for ConvNeXt).
+    entry = manifest.find_weights("convnext_tiny", "imagenet")
+    assert entry.url.endswith("/convnext_tiny.h5")
+    assert len(entry.sha256) == 64 and not entry.md5
+    keras.utils.set_random_seed(2)
+    network = keras.applications.ConvNeXtTiny(
+        weights=None, input_shape=SIZE, classifier_activation=None
+    )
+    _perturb(network, 2)
+    path = tmp_path / "convnext_tiny.weights.h5"
+    network.save_weights(path)
+    sha256 = hashlib.sha256(path.read_bytes()).hexdigest()
+    test = dataclasses.replace(
+        entry, tag="test", url=path.as_uri(), sha256=sha256, input_size=SIZE[0]
+    )
+    # The same file under the real entry's sha256: not the published file.
+    other = dataclasses.replace(test, tag="other", sha256=entry.sha256)
+    monkeypatch.setattr(manifest, "MANIFEST", (*manifest.MANIFEST, test, other))
+    home = tmp_path / "home"
+    monkeypatch.setenv("KERAZOO_HOME", str(home))
+    monkeypatch.delenv("KERAZOO_OFFLINE", raising=False)
+    with pytest.raises(WeightsIntegrityError) as error:
+        create_model("convnext_tiny", weights="other", input_shape=SIZE)
+    message = str(error.value)
+    assert path.as_uri() in message
+    assert f"sha256 {sha256}, expected {entry.sha256}" in message
+    assert not [p for p in home.rglob("*") if p.is_file()]
+    model = create_model(
+        "convnext_tiny", weights="test", input_shape=SIZE, classifier_activation=None
+    )
+    x = np.random.default_rng(3).uniform(0, 255, (2, *SIZE)).astype("float32")
+    expected = _np(network(x, training=False))
+    got = _np(model(x, training=False))
+    assert np.abs(expected).max() > 1.0
+    np.testing.assert_allclose(
+        got, expected, rtol=0, atol=1e-5 * np.abs(expected).max()
+    )
+    record = cache.record_path(test)
+    assert record.exists() and sha256 in record.read_text()

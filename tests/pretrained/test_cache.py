@@ -139,6 +139,59 @@ def test_failed_download_names_the_url(tmp_path, monkeypatch):
     assert not list(tmp_path.iterdir())
 
 
+def _sha256(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_sha256_download_is_checked_and_a_mismatch_overwrites_nothing(tmp_path):
+    published = tmp_path / "convnext_tiny.h5"
+    published.write_bytes(b"published weights" * 1000)
+    place = tmp_path / "home" / "downloads" / "convnext_tiny.h5"
+    quiet = lambda line: None  # noqa: E731
+    url, sha256 = published.as_uri(), _sha256(published)
+    assert cache.download(url, place, sha256=sha256, log=quiet) == place
+    assert place.read_bytes() == published.read_bytes()
+    # Another file at the URL: refused, naming the URL and both sha256s; the
+    # file already in place is kept as it was, and nothing else is left.
+    published.write_bytes(b"another file")
+    with pytest.raises(WeightsIntegrityError) as error:
+        cache.download(url, place, sha256=sha256, log=quiet)
+    message = str(error.value)
+    assert url in message and f"sha256 {_sha256(published)}" in message
+    assert f"expected {sha256}" in message and "nothing was kept" in message
+    assert place.read_bytes() == b"published weights" * 1000
+    assert [p.name for p in place.parent.iterdir()] == [place.name]
+
+
+def test_an_entry_is_checked_by_its_sha256_else_its_md5_else_refused(
+    tmp_path, monkeypatch
+):
+    convnext = manifest.find_weights("convnext_tiny", "imagenet")
+    assert cache.source_checksum(convnext) == ("sha256", convnext.sha256)
+    resnet = manifest.find_weights("resnet50", "imagenet")
+    assert cache.source_checksum(resnet) == ("md5", resnet.md5)
+    monkeypatch.setenv("KERAZOO_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("KERAZOO_OFFLINE", raising=False)
+    published = tmp_path / "convnext_tiny.h5"
+    published.write_bytes(b"weights")
+    unchecked = dataclasses.replace(
+        convnext, tag="unchecked", url=published.as_uri(), sha256="", md5=""
+    )
+    with pytest.raises(WeightsIntegrityError) as error:
+        cache.cached_weights(unchecked, build=create_model, log=lambda line: None)
+    message = str(error.value)
+    assert "'unchecked' of 'convnext_tiny'" in message and unchecked.url in message
+    assert "neither a sha256 nor an md5" in message
+    assert not (tmp_path / "home").exists()
+    # Offline, a sha256 entry names the URL and where to put the file.
+    monkeypatch.setenv("KERAZOO_OFFLINE", "1")
+    checked = dataclasses.replace(unchecked, sha256=_sha256(published))
+    with pytest.raises(WeightsUnavailableError) as error:
+        cache.cached_weights(checked, build=create_model, log=lambda line: None)
+    place = cache.kerazoo_home() / "downloads" / "convnext_tiny.h5"
+    assert checked.url in str(error.value) and str(place) in str(error.value)
+
+
 def test_weights_options_conflict_is_refused():
     with pytest.raises(ValueError, match="need stride_on='1x1'"):
         create_model("resnet50", weights="imagenet", stride_on="3x3")

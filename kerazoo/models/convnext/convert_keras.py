@@ -82,11 +82,17 @@ class ConvNeXtKerasConverter(KerasApplicationConverter):
     (`{name}_downsampling_layernorm_{i}`, `_conv_{i}`) at the start of stages
     2-4, block `j` of stage `i` as Keras's `{name}_stage_{i - 1}_block_{j -
     1}_` (its grouped depthwise kernel transposed), the head's layer norm
-    (`top`) and dense layer (`predictions`); the Normalization layer becomes
-    the port's preprocessing."""
+    (`{name}_head_layernorm` onto `top`) and dense layer (`{name}_head_dense`
+    onto kerazoo's `predictions`); the Normalization layer becomes the port's
+    preprocessing."""
 
     models = tuple(f"convnext_{variant}" for variant in VARIANTS)
     copies_preprocessing = True
+
+    def classifier_name(self, keras_model):
+        """Keras names ConvNeXt's classifier `{name}_head_dense`, `name` the
+        prefix of its layers (the Keras model's name when it was built)."""
+        return f"{_prefix([v.path for v in keras_model.weights])}_head_dense"
 
     def ports(self, model, source):
         prefix = _prefix(source)

@@ -8,8 +8,6 @@ tests build every one) and keras.applications' constructor.
 keras.applications' ImageNet files of every variant.
 """
 
-import dataclasses
-
 from kerazoo.models.convnext.convert_keras import ConvNeXtKerasConverter
 from kerazoo.pretrained.keras_applications import imagenet_weights
 
@@ -35,19 +33,18 @@ PRESETS = {
 }
 
 # keras.applications' ImageNet files. Keras publishes a sha256 (not an md5)
-# for its ConvNeXt files: recorded as the entry's `sha256`.
+# for its ConvNeXt files: recorded as the entry's `sha256`, which the cache
+# checks the download against.
 _KERAS = "https://storage.googleapis.com/tensorflow/keras-applications/convnext/"
 WEIGHTS = tuple(
-    dataclasses.replace(
-        imagenet_weights(
-            name,
-            PRESETS[name]["application"],
-            f"{_KERAS}{name}.h5",
-            "",
-            converter=ConvNeXtKerasConverter,
-            preprocessing="custom",
-            input_size=PRESETS[name]["resolution"],
-        ),
+    imagenet_weights(
+        name,
+        PRESETS[name]["application"],
+        f"{_KERAS}{name}.h5",
+        "",
+        converter=ConvNeXtKerasConverter,
+        preprocessing="custom",
+        input_size=PRESETS[name]["resolution"],
         sha256=sha256,
     )
     for name, sha256 in (
