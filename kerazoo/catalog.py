@@ -1,10 +1,12 @@
 """The zoo's catalog, read without Keras: what `kerazoo models` lists and what
-recipe validation checks model names against, in well under a second.
+recipe validation checks model names and optimizer arguments against, in well
+under a second.
 
-`kerazoo/catalog.json` ships in the package. It is generated from the registry
-and the weights manifest by `python -m kerazoo.models.catalog` (which also
-writes the table of `docs/models.md`), and `tests/models/test_catalog.py` fails
-when either is stale, so the catalog always says what `kerazoo.models` builds.
+`kerazoo/catalog.json` ships in the package. It is generated from the registry,
+the weights manifest and `kerazoo.optimizers.arguments` by `python -m
+kerazoo.models.catalog` (which also writes the table of `docs/models.md`), and
+`tests/models/test_catalog.py` fails when either is stale, so the catalog always
+says what `kerazoo.models` builds and what `kerazoo.optimizers` takes.
 Models registered by user code (`kerazoo.models.register_model`) are in the
 registry only.
 """
@@ -37,3 +39,16 @@ def names(pattern=None):
 def entry(name):
     """The catalog entry of a built-in model, or None."""
     return next((e for e in entries() if e["name"] == name), None)
+
+
+@functools.cache
+def optimizers():
+    """`{name: {argument: default}}` of every optimizer name that
+    `kerazoo.optimizers.get` takes (`kerazoo.optimizers.arguments`)."""
+    text = (resources.files("kerazoo") / FILE).read_text()
+    return json.loads(text)["optimizers"]
+
+
+def optimizer_arguments(name):
+    """`{argument: default}` of optimizer `name` (an unknown name: {})."""
+    return optimizers().get(str(name).lower(), {})

@@ -292,8 +292,8 @@ def _cmd_finetune(args):
             args.process_id,
             args.distributed_timeout,
         )
-        # Before the recipe is validated: that builds optimizers, and JAX
-        # joins a cluster only before its first computation.
+        # Before anything computes: JAX joins a cluster only before its
+        # first computation.
         if _recipe_distribution(args) == "data_parallel":
             start(cluster, log=_log)
     except DistributedError as error:

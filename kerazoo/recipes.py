@@ -495,16 +495,22 @@ class Optimizer(_Strict):
         return value
 
     @model_validator(mode="after")
-    def _constructible(self):
-        from kerazoo import optimizers
-
-        config = self.as_dict()
-        if config["learning_rate"] == "auto":  # a number when the stage starts
-            config["learning_rate"] = 1e-3
-        try:
-            optimizers.get(config)
-        except (TypeError, ValueError) as error:
-            raise ValueError(f"the optimizer cannot be built: {error}") from None
+    def _known_arguments(self):
+        # Names and types from the catalog (no Keras); the values are checked
+        # by the optimizer itself when the stage builds it.
+        takes = catalog.optimizer_arguments(self.name)
+        for key, value in (self.model_extra or {}).items():
+            if key not in takes:
+                raise ValueError(
+                    f"{self.name} takes no argument {key!r}."
+                    f"{did_you_mean(key, takes)} It takes: {', '.join(takes)}."
+                )
+            default = takes[key]
+            if isinstance(default, bool):
+                if not isinstance(value, bool):
+                    raise ValueError(f"{key}: true or false, received {value!r}")
+            elif isinstance(default, (int, float)) and not _number(value):
+                raise ValueError(f"{key}: a number, received {value!r}")
         return self
 
     def as_dict(self):

@@ -724,6 +724,7 @@ def run(recipe, *, restart=False, log=print, cluster=None):
         `test_accuracy` is the fine-tuned model's accuracy on the test split.
     """
     world = _world(recipe, cluster, log)
+    _check_optimizers(recipe)
     policy = precision_policy(recipe.precision)
     previous = keras.config.dtype_policy()
     keras.config.set_dtype_policy(policy)
@@ -740,6 +741,23 @@ def run(recipe, *, restart=False, log=print, cluster=None):
             return _run(recipe, restart=restart, log=log, world=world)
     finally:
         keras.config.set_dtype_policy(previous)
+
+
+def _check_optimizers(recipe):
+    """Builds each stage's optimizer once, before anything is written or
+    trained: the recipe has checked the arguments' names and types without
+    Keras, their values are the optimizer's to check (clipnorm with
+    clipvalue, say), and stage 2's must not fail after stage 1 has run."""
+    for where in ("stage1", "stage2"):
+        config = getattr(recipe, where).optimizer.as_dict()
+        if config["learning_rate"] == "auto":  # a number when the stage starts
+            config["learning_rate"] = 1e-3
+        try:
+            optimizers.get(config)
+        except (TypeError, ValueError) as error:
+            raise FinetuneError(
+                f"{where}.optimizer: the optimizer cannot be built: {error}"
+            ) from None
 
 
 def _world(recipe, cluster, log):

@@ -12,6 +12,7 @@ import json
 import pathlib
 import sys
 
+from kerazoo import optimizers
 from kerazoo.models.create import model_info
 from kerazoo.models.registry import list_models
 from kerazoo.pretrained.manifest import find_weights
@@ -68,7 +69,10 @@ def catalog():
                 "weights": weights,
             }
         )
-    return {"models": models}
+    return {
+        "models": models,
+        "optimizers": {name: optimizers.arguments(name) for name in optimizers.NAMES},
+    }
 
 
 def catalog_json():

@@ -12,6 +12,8 @@ learning-rate range test) and `batch_size_for` (the lecture's per-example,
 mini-batch and full-batch regimes).
 """
 
+import inspect
+
 import keras
 
 from kerazoo._checks import unknown_name_error
@@ -30,6 +32,7 @@ from kerazoo.optimizers.sgd import SGD
 
 __all__ = [
     "BATCHING",
+    "NAMES",
     "SGD",
     "AdaGrad",
     "Adam",
@@ -37,6 +40,7 @@ __all__ = [
     "LRFindResult",
     "Optimizer",
     "RMSProp",
+    "arguments",
     "batch_size_for",
     "get",
     "lr_find",
@@ -55,12 +59,45 @@ _NAMES = {
     "adagrad": (AdaGrad, {}),
 }
 
+# The names that `get` takes.
+NAMES = tuple(_NAMES)
+
 
 def _resolve(name):
     key = str(name).lower()
     if key not in _NAMES:
         raise unknown_name_error("optimizer", name, _NAMES)
     return _NAMES[key]
+
+
+def arguments(name):
+    """`{argument: default}` of every keyword argument that the optimizer
+    `name` takes (its class's and its base classes', down to
+    `keras.optimizers.Optimizer`'s `weight_decay`, clipping, EMA, ...), with
+    the defaults that the name implies (`"momentum"`: momentum 0.9). `name`
+    itself is left out: in a recipe or a dict it is the kerazoo name.
+
+    `kerazoo/catalog.json` records these for every name, so that a recipe's
+    optimizer arguments are checked without importing Keras.
+
+    Example:
+
+    >>> arguments("nesterov")["nesterov"]
+    True
+    """
+    cls, implied = _resolve(name)
+    found = {}
+    for klass in cls.__mro__:
+        if "__init__" not in vars(klass):
+            continue
+        parameters = list(inspect.signature(klass.__init__).parameters.values())
+        for p in parameters[1:]:
+            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY):
+                found.setdefault(p.name, None if p.default is p.empty else p.default)
+        if not any(p.kind is p.VAR_KEYWORD for p in parameters):
+            break
+    found.pop("name", None)
+    return {**found, **implied}
 
 
 def get(identifier):

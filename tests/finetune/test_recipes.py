@@ -2,6 +2,8 @@
 naming the key path, what was received and what is allowed."""
 
 import pathlib
+import subprocess
+import sys
 
 import pytest
 import yaml
@@ -87,7 +89,56 @@ def test_unknown_model_suggests_close_names():
 def test_bad_optimizer_argument_is_caught_before_training():
     data = tiny()
     data["stage1"]["optimizer"]["momentun"] = 0.9
-    assert "stage1.optimizer" in _error(data)
+    message = _error(data)
+    assert "stage1.optimizer" in message
+    assert "adam takes no argument 'momentun'" in message
+    assert "It takes: learning_rate, beta_1" in message
+
+
+@pytest.mark.parametrize(
+    "argument, value, expected",
+    [
+        ("nesterov", 3, "nesterov: true or false, received 3"),
+        ("momentum", "fast", "momentum: a number, received 'fast'"),
+    ],
+)
+def test_optimizer_argument_types_are_checked(argument, value, expected):
+    data = tiny()
+    data["stage2"]["optimizer"][argument] = value
+    assert expected in _error(data)
+
+
+def test_validation_does_not_import_keras():
+    # The arguments' names and types come from the catalog, so that a typo is
+    # reported in a fraction of a second, not after TensorFlow's start.
+    code = (
+        "import sys; from kerazoo.recipes import load_recipe; "
+        f"[load_recipe(p) for p in {[str(p) for p in RECIPES]!r}]; "
+        "print(sorted(m for m in ('keras', 'tensorflow', 'jax') if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip() == "[]"
+
+
+def test_optimizer_values_are_checked_before_anything_runs(tmp_path):
+    from kerazoo.finetune import FinetuneError
+    from kerazoo.finetune import run
+
+    # Names and types are right; Keras refuses the pair when it builds
+    # stage 2's optimizer, which the run does before stage 1 starts.
+    recipe = load_recipe(
+        TINY,
+        [
+            f"output_dir={tmp_path / 'run'}",
+            "stage2.optimizer.clipnorm=1.0",
+            "stage2.optimizer.clipvalue=1.0",
+        ],
+    )
+    with pytest.raises(FinetuneError, match="stage2.optimizer: the optimizer cannot"):
+        run(recipe, log=lambda line: None)
+    assert not (tmp_path / "run").exists()
 
 
 @pytest.mark.parametrize(
