@@ -76,6 +76,7 @@ class ResidualBlock(BlockMixin, keras.layers.Layer):
         preactivation=False,
         stride_on="3x3",
         shortcut_type="projection",
+        padding="same",
         activation="relu",
         kernel_initializer="he_normal",
         kernel_regularizer=None,
@@ -95,6 +96,7 @@ class ResidualBlock(BlockMixin, keras.layers.Layer):
         self.shortcut_type = check_choice(
             "shortcut_type", shortcut_type, ("projection", "zero_pad")
         )
+        self.padding = check_choice("padding", padding, ("same", "symmetric"))
         self._set_common(
             activation,
             kernel_initializer,
@@ -121,14 +123,41 @@ class ResidualBlock(BlockMixin, keras.layers.Layer):
                 (filters * 4, 1, 1),
             ]
         self.convs = [
-            self._conv(f, k, s, name=f"conv{i + 1}")
+            self._block_conv(f, k, s, name=f"conv{i + 1}")
             for i, (f, k, s) in enumerate(specs)
+        ]
+        self.pads = [
+            self._pad(k, name=f"conv{i + 1}_pad") if self._pads(k, s) else None
+            for i, (_, k, s) in enumerate(specs)
         ]
         self.norms = [self._norm(name=f"bn{i + 1}") for i in range(len(specs))]
         self.acts = [self._act(name=f"act{i + 1}") for i in range(len(specs))]
         # Created in build(), once the input channels say whether it is needed.
         self.projection = None
         self.projection_norm = None
+
+    def _pads(self, kernel_size, strides):
+        """Whether a convolution pads explicitly: with `padding="symmetric"`,
+        a strided one larger than 1x1 (a strided 1x1 convolution samples
+        pixels 0, s, 2s, ... with either padding, as PyTorch's)."""
+        return self.padding == "symmetric" and strides > 1 and kernel_size > 1
+
+    def _block_conv(self, filters, kernel_size, strides, name):
+        conv = self._conv(filters, kernel_size, strides, name=name)
+        if self._pads(kernel_size, strides):
+            # The same convolution, "valid" after its explicit padding.
+            conv = keras.layers.Conv2D.from_config(
+                {**conv.get_config(), "padding": "valid"}
+            )
+        return conv
+
+    def _pad(self, kernel_size, name):
+        return keras.layers.ZeroPadding2D(
+            kernel_size // 2,
+            data_format=self.data_format,
+            dtype=self.dtype_policy,
+            name=name,
+        )
 
     @property
     def output_filters(self):
@@ -153,14 +182,14 @@ class ResidualBlock(BlockMixin, keras.layers.Layer):
                     self.projection.compute_output_shape(input_shape)
                 )
         shape = input_shape
-        for conv, norm in zip(self.convs, self.norms, strict=True):
+        for conv, norm, pad in zip(self.convs, self.norms, self.pads, strict=True):
             if self.preactivation:
                 norm.build(shape)
-                conv.build(shape)
-                shape = conv.compute_output_shape(shape)
-            else:
-                conv.build(shape)
-                shape = conv.compute_output_shape(shape)
+            if pad is not None:
+                shape = pad.compute_output_shape(shape)
+            conv.build(shape)
+            shape = conv.compute_output_shape(shape)
+            if not self.preactivation:
                 norm.build(shape)
 
     def call(self, inputs, training=None):
@@ -176,12 +205,12 @@ class ResidualBlock(BlockMixin, keras.layers.Layer):
             for i in range(n):
                 if i:
                     x = self.acts[i](self.norms[i](x, training=training))
-                x = self.convs[i](x)
+                x = self._apply_conv(i, x)
             return x + residual if self.shortcut else x
 
         x = inputs
         for i in range(n):
-            x = self.norms[i](self.convs[i](x), training=training)
+            x = self.norms[i](self._apply_conv(i, x), training=training)
             if i < n - 1:
                 x = self.acts[i](x)
         if self.shortcut:
@@ -194,6 +223,11 @@ class ResidualBlock(BlockMixin, keras.layers.Layer):
                 residual = self._zero_pad_shortcut(inputs)
             x = x + residual
         return self.acts[-1](x)
+
+    def _apply_conv(self, i, x):
+        if self.pads[i] is not None:
+            x = self.pads[i](x)
+        return self.convs[i](x)
 
     def folding_pairs(self):
         if self.preactivation:
@@ -232,6 +266,8 @@ class ResidualBlock(BlockMixin, keras.layers.Layer):
             "preactivation": self.preactivation,
             "stride_on": self.stride_on,
             "shortcut_type": self.shortcut_type,
+            # Only when not the default: a default block's config stays as it was.
+            **({"padding": self.padding} if self.padding != "same" else {}),
             **self._common_config(),
         }
         return {**super().get_config(), **config}

@@ -26,8 +26,10 @@ from kerazoo.pretrained import load_pretrained
 from kerazoo.pretrained.files import is_weights_path
 from kerazoo.pretrained.files import load_weights_file
 from kerazoo.pretrained.manifest import available_weights
+from kerazoo.pretrained.torch_files import build_options
 from kerazoo.pretrained.torch_files import is_torch_path
 from kerazoo.pretrained.torch_files import load_torch_file
+from kerazoo.pretrained.torch_files import read_tensors
 
 
 def model_info(name):
@@ -75,8 +77,12 @@ def create_model(
             local `.keras` file (loaded with `safe_mode=True`) or `.weights.h5`
             file of the same architecture: every weight is checked before any
             is assigned, and a mismatch names the first one and both shapes.
-            Or a PyTorch checkpoint (`.pth`, `.pt`, `.bin`, `.ckpt`), read
-            without torch, with `weights_map`.
+            Or a PyTorch checkpoint (`.pth`, `.pt`, `.bin`, `.ckpt`) or a
+            `.safetensors` file, read without torch, with `weights_map`;
+            torchvision's and timm's ResNet state dicts need none, and the
+            model is then built with the options they need
+            (`padding="symmetric"`, PyTorch's padding of the strided
+            convolutions, so the logits are torch's at every image size).
         include_top: False returns the body's features: pooled by `pooling`, or
             the feature map when `pooling=None`.
         pooling: `"avg"`, `"max"`, or None (only with `include_top=False`).
@@ -142,8 +148,15 @@ def create_model(
         **family_options,
     )
     if is_torch_path(weights):
+        tensors = read_tensors(weights)
+        if weights_map is None:
+            # A file a converter knows by its names (torchvision's ResNets)
+            # needs the model built with that converter's options.
+            arguments = build_options(name, tensors, arguments, origin=str(weights))
         model = create_model(name, num_classes, **arguments)
-        return load_torch_file(model, weights, weights_map, reset_head=reset_head)
+        return load_torch_file(
+            model, weights, weights_map, reset_head=reset_head, tensors=tensors
+        )
     if weights_map is not None:
         raise ValueError("`weights_map` applies to PyTorch checkpoints only.")
     if is_weights_path(weights):

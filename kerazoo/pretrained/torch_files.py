@@ -6,11 +6,14 @@ A checkpoint is read by `load_checkpoint`, a `.safetensors` file by
 registered converter knows the file's names for this model (torchvision's and
 timm's ResNets: `kerazoo.models.resnet.convert_torch`), it maps them and no
 `weights_map` is needed; its checks are the converter's (every variable
-filled, every tensor used, every shape right). Otherwise `weights_map` says
-which checkpoint tensor fills each of the model's variables: a dict from
-variable path (`body/stem/conv/kernel`) to checkpoint key (`conv1.weight`),
-or a function of the path returning the key (None: no tensor for that
-variable). Tensors are moved to Keras's layout by their kind:
+filled, every tensor used, every shape right). `create_model` reads the file
+first and builds the model with that converter's `options` (for the ResNets,
+PyTorch's symmetric padding of the strided convolutions,
+`padding="symmetric"`), refusing conflicting ones (`build_options`).
+Otherwise `weights_map` says which checkpoint tensor fills each of the
+model's variables: a dict from variable path (`body/stem/conv/kernel`) to
+checkpoint key (`conv1.weight`), or a function of the path returning the key
+(None: no tensor for that variable). Tensors are moved to Keras's layout by their kind:
 convolution kernels OIHW -> HWIO, depthwise (C, 1, kh, kw) -> (kh, kw, C, 1),
 1-D convolutions OIK -> KIO, dense weights (out, in) -> (in, out); batch norm's
 `running_mean`/`running_var` need only their names mapped. Everything is
@@ -65,22 +68,45 @@ def to_keras_layout(value, shape):
 def read_tensors(path):
     """`{name: numpy array}` of a `.safetensors` file or a PyTorch
     checkpoint, read safely and without torch."""
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}")
     if str(path).endswith(SAFETENSORS):
         return load_safetensors(path)
     return load_checkpoint(path)
 
 
 def naming_converter(model, source):
-    """The registered converter for `model` (a kerazoo model, by its name)
-    that recognises `source`'s tensor names, or None."""
+    """The registered converter for `model` (a kerazoo model, by its name, or
+    a registered name) that recognises `source`'s tensor names, or None."""
+    name = model if isinstance(model, str) else model.name
     for converter in convert._CONVERTERS:
         recognizes = getattr(converter, "recognizes", None)
-        if model.name in converter.models and recognizes and recognizes(source):
+        if name in converter.models and recognizes and recognizes(source):
             return converter
     return None
 
 
-def load_torch_file(model, path, weights_map=None, reset_head=False):
+def build_options(name, source, options, origin="The file"):
+    """`options` (a registered model's family options, as given to
+    `create_model`) with those that the converter recognising `source`'s
+    names requires (`Converter.options`) added; unchanged when none does.
+    A given option that conflicts raises `ValueError`."""
+    converter = naming_converter(name, source)
+    if converter is None:
+        return dict(options)
+    options = dict(options)
+    for key, value in converter.options.items():
+        if options.setdefault(key, value) != value:
+            raise ValueError(
+                f"{origin} holds {converter.source!r} weights, which "
+                f"{name!r} takes built with {key}={value!r}. "
+                f"Received: {key}={options[key]!r}"
+            )
+    return options
+
+
+def load_torch_file(model, path, weights_map=None, reset_head=False, tensors=None):
     """Loads the PyTorch checkpoint or safetensors file at `path` into
     `model`, all or nothing.
 
@@ -93,14 +119,15 @@ def load_torch_file(model, path, weights_map=None, reset_head=False):
             known to a registered converter (torchvision/timm ResNets).
         reset_head: Keep the model's `predictions` layer when the
             checkpoint's has another shape (another number of classes).
+        tensors: The file's tensors when already read (`read_tensors(path)`).
 
     Returns:
         `model`.
     """
     path = pathlib.Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint at {path}")
-    source = read_tensors(path)
+    if tensors is None:
+        tensors = read_tensors(path)
+    source = tensors
     if weights_map is None:
         converter = naming_converter(model, source)
         if converter is None:

@@ -160,6 +160,24 @@ def test_inception_harness():
             (2, 4, 4, 16),
             conv(3, 8, 16) + conv(3, 16, 16) + 2 * bn(16),
         ),
+        (
+            {"filters": 4, "kind": "bottleneck", "strides": 2, "padding": "symmetric"},
+            (2, 8, 8, 16),
+            (2, 4, 4, 16),
+            conv(1, 16, 4)
+            + conv(3, 4, 4)
+            + conv(1, 4, 16)
+            + 2 * bn(4)
+            + bn(16)
+            + conv(1, 16, 16)
+            + bn(16),
+        ),
+        (
+            {"filters": 16, "strides": 2, "padding": "symmetric"},
+            (2, 7, 7, 8),
+            (2, 4, 4, 16),
+            conv(3, 8, 16) + conv(3, 16, 16) + 2 * bn(16) + conv(1, 8, 16) + bn(16),
+        ),
     ],
 )
 def test_residual_block(kwargs, in_shape, out_shape, params):
@@ -195,6 +213,68 @@ def test_bottleneck_stride_placement(stride_on, strided_conv):
     strides = {c.name: c.strides for c in block.convs}
     assert strides[strided_conv] == (2, 2)
     assert sum(s == (2, 2) for s in strides.values()) == 1
+
+
+def _padded_pair(side, **kwargs):
+    """A block with `padding="same"` and one with `"symmetric"`, the same
+    weights, and their outputs on an image of `side`."""
+    x = _inputs((2, side, side, 8))
+    same = ResidualBlock(4, strides=2, name="block", **kwargs)
+    symmetric = ResidualBlock(4, strides=2, padding="symmetric", name="block", **kwargs)
+    same.build(x.shape)
+    symmetric.build(x.shape)
+    assert [w.path for w in symmetric.weights] == [w.path for w in same.weights]
+    rng = np.random.default_rng(1)
+    for a, b in zip(same.weights, symmetric.weights, strict=True):
+        value = rng.uniform(0.5, 1.5, a.shape).astype("float32")
+        a.assign(value)
+        b.assign(value)
+    return _np(same(x, training=False)), _np(symmetric(x, training=False)), x
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {},
+        {"kind": "bottleneck"},
+        {"kind": "bottleneck", "stride_on": "1x1"},
+        {"preactivation": True},
+    ],
+)
+def test_symmetric_padding_equals_same_at_odd_sides_only(kwargs):
+    same, symmetric, _ = _padded_pair(9, **kwargs)
+    np.testing.assert_allclose(symmetric, same, rtol=1e-5, atol=1e-5)
+    same, symmetric, _ = _padded_pair(8, **kwargs)
+    assert symmetric.shape == same.shape
+    assert symmetric.shape[1:3] == (4, 4)
+    if kwargs.get("stride_on") == "1x1":  # strides only in a 1x1 convolution
+        np.testing.assert_allclose(symmetric, same, rtol=1e-5, atol=1e-5)
+    else:
+        assert np.abs(symmetric - same).max() > 1e-3
+
+
+def test_symmetric_padding_is_pytorchs():
+    """A strided 3x3 convolution pads one pixel on each side, then is "valid":
+    `x` padded by 1 and convolved without padding."""
+    block = ResidualBlock(4, strides=2, padding="symmetric", shortcut=False)
+    x = _inputs((1, 8, 8, 3))
+    block.build(x.shape)
+    assert block.convs[0].padding == "valid"
+    assert block.convs[1].padding == "same"  # stride 1: symmetric already
+    assert block.pads[1] is None
+    padded = np.pad(x, [(0, 0), (1, 1), (1, 1), (0, 0)])
+    expected = keras.ops.conv(padded, block.convs[0].kernel, strides=2)
+    np.testing.assert_allclose(
+        _np(block.convs[0](block.pads[0](x))), _np(expected), atol=1e-5
+    )
+
+
+def test_padding_config_round_trip():
+    assert "padding" not in ResidualBlock(4).get_config()  # as before the option
+    block = ResidualBlock(4, strides=2, padding="symmetric")
+    config = block.get_config()
+    assert config["padding"] == "symmetric"
+    assert ResidualBlock.from_config(config).padding == "symmetric"
 
 
 def test_zero_pad_shortcut_is_option_a():
@@ -437,6 +517,7 @@ def test_channels_first(layer, in_shape, out_shape):
         (lambda: ResidualBlock(8, kind="wide"), "kind='wide'"),
         (lambda: ResidualBlock(8, strides=0), "strides=0"),
         (lambda: ResidualBlock(8, stride_on="5x5"), "stride_on='5x5'"),
+        (lambda: ResidualBlock(8, padding="valid"), "padding='valid'"),
         (lambda: ResidualBlock(8, data_format="nhwc"), "data_format='nhwc'"),
         (lambda: DenseBlock(0, 12), "num_layers=0"),
         (lambda: DenseBlock(4, 1.5), "growth_rate=1.5"),

@@ -5,13 +5,16 @@ Without torch: a file written with `safetensors.numpy` from a kerazoo model's
 own weights, in torchvision's names and layouts, loads back exactly, with
 `import torch` failing; a corrupt or mismatched file loads nothing. With
 torch: a torchvision-architecture ResNet written here with `torch.nn`, its
-state dict saved with `safetensors.torch`, gives the same logits in kerazoo.
+state dict saved with `safetensors.torch`, gives the same logits in kerazoo
+at odd and even image sides (the model is built with PyTorch's symmetric
+padding, `padding="symmetric"`).
 """
 
 import json
 import re
 import struct
 import sys
+import warnings
 
 import keras
 import numpy as np
@@ -23,10 +26,12 @@ from kerazoo.models import create_model
 from kerazoo.pretrained import CheckpointFormatError
 from kerazoo.pretrained import WeightMismatchError
 from kerazoo.pretrained import load_safetensors
+from kerazoo.pretrained.convert import body_stages
+from kerazoo.pretrained.convert import stage_blocks
 from kerazoo.pretrained.torch_files import load_torch_file
 
-# Sides 32k+1 to 32k+4: every stride-2 3x3 convolution sees an odd side, where
-# Keras's "same" padding is PyTorch's symmetric one.
+# Any side; the torch test checks an even one (64) too, where Keras's "same"
+# padding and PyTorch's differ.
 SIDE = 65
 CLASSES = 10
 _NAMES = {
@@ -194,6 +199,15 @@ def _garbage(state, path):
     path.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json at all}")
 
 
+@pytest.fixture(scope="module")
+def target():
+    """A ResNet-18 that takes these files (PyTorch's padding), shared by the
+    refusals: each checks that it keeps its weights."""
+    return create_model(
+        "resnet18", CLASSES, input_shape=(SIDE, SIDE, 3), padding="symmetric"
+    )
+
+
 @pytest.mark.parametrize(
     ("damage", "error", "message"),
     [
@@ -205,12 +219,12 @@ def _garbage(state, path):
     ],
 )
 def test_refuses_a_bad_file_before_assigning(
-    published, tmp_path, damage, error, message
+    published, target, tmp_path, damage, error, message
 ):
     _, state, _ = published
     path = tmp_path / "bad.safetensors"
     damage(state, path)
-    model = create_model("resnet18", CLASSES, input_shape=(SIDE, SIDE, 3))
+    model = target
     before = _values(model)
     with pytest.raises(error, match=re.escape(message)):
         load_torch_file(model, path)
@@ -220,25 +234,45 @@ def test_refuses_a_bad_file_before_assigning(
     assert model.get_layer("preprocessing").mode == "caffe"
 
 
-def test_warns_where_the_padding_differs(published):
+def test_builds_with_pytorchs_padding_at_an_even_side(published):
     *_, path = published
-    with pytest.warns(UserWarning, match="32k\\+1 to 32k\\+4"):
-        create_model("resnet18", CLASSES, input_shape=(64, 64, 3), weights=path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model = create_model("resnet18", CLASSES, input_shape=(64, 64, 3), weights=path)
+    blocks = [b for stage in body_stages(model) for b in stage_blocks(stage)]
+    assert blocks and {b.padding for b in blocks} == {"symmetric"}
+
+
+def test_refuses_keras_same_padding(published):
+    *_, path = published
+    shape = (SIDE, SIDE, 3)
+    with pytest.raises(ValueError, match="padding='symmetric'"):
+        create_model(
+            "resnet18", CLASSES, input_shape=shape, weights=path, padding="same"
+        )
+    model = create_model("resnet18", CLASSES, input_shape=shape)
+    before = _values(model)
+    with pytest.raises(WeightMismatchError, match="padding='symmetric'"):
+        load_torch_file(model, path)
+    for key, value in _values(model).items():
+        np.testing.assert_array_equal(value, before[key], err_msg=key)
 
 
 def test_refuses_the_stride_on_the_1x1_convolution(tmp_path):
-    model = create_model("resnet50", CLASSES, input_shape=(SIDE, SIDE, 3))
+    # The same shapes either way: one model gives the file and is refused.
+    shape = (SIDE, SIDE, 3)
+    model = create_model(
+        "resnet50", CLASSES, input_shape=shape, stride_on="1x1", padding="symmetric"
+    )
     state = {torchvision_name(p): torch_layout(a) for p, a in _values(model).items()}
     path = tmp_path / "resnet50.safetensors"
     safetensors.numpy.save_file(state, str(path))
-    with pytest.raises(WeightMismatchError, match="stride_on='3x3'"):
+    with pytest.raises(ValueError, match="stride_on='3x3'"):
         create_model(
-            "resnet50",
-            CLASSES,
-            input_shape=(SIDE, SIDE, 3),
-            weights=path,
-            stride_on="1x1",
+            "resnet50", CLASSES, input_shape=shape, weights=path, stride_on="1x1"
         )
+    with pytest.raises(WeightMismatchError, match="stride_on='3x3'"):
+        load_torch_file(model, path)
 
 
 # With torch: the reference network ----------------------------------------
@@ -340,20 +374,27 @@ def test_matches_torchvision_logits(tmp_path, name, kind, depths):
     net = _perturb_norms(torch, torchvision_resnet(torch, kind, depths, CLASSES), 1)
     path = tmp_path / f"{name}.safetensors"
     save_file(net.state_dict(), str(path))
+    # One model for both sides: 65 (odd sides at every stride-2 3x3
+    # convolution) and 64 (even ones, where Keras's "same" padding is not
+    # PyTorch's).
     model = create_model(
         name,
         CLASSES,
-        input_shape=(SIDE, SIDE, 3),
+        input_shape=(None, None, 3),
         weights=path,
         classifier_activation=None,
     )
-    images = np.random.default_rng(4).uniform(0, 255, (2, SIDE, SIDE, 3))
-    images = images.astype("float32")
     mean = np.array([0.485, 0.456, 0.406], "float32")
     std = np.array([0.229, 0.224, 0.225], "float32")
-    x = torch.from_numpy(((images / 255 - mean) / std).transpose(0, 3, 1, 2).copy())
-    with torch.no_grad():
-        expected = net(x).numpy()
-    logits = keras.ops.convert_to_numpy(model(images, training=False))
-    scale = np.abs(expected).max()
-    np.testing.assert_allclose(logits, expected, rtol=0, atol=1e-4 * scale)
+    for side in (SIDE, 64):
+        images = np.random.default_rng(4).uniform(0, 255, (2, side, side, 3))
+        images = images.astype("float32")
+        x = (images / 255 - mean) / std
+        x = torch.from_numpy(x.transpose(0, 3, 1, 2).copy())
+        with torch.no_grad():
+            expected = net(x).numpy()
+        logits = keras.ops.convert_to_numpy(model(images, training=False))
+        scale = np.abs(expected).max()
+        np.testing.assert_allclose(
+            logits, expected, rtol=0, atol=1e-5 * scale, err_msg=f"side {side}"
+        )

@@ -30,7 +30,9 @@ def _imagenet(name, kind, depths, params):
         preprocessing="caffe",
         paper=PAPER,
     )
-    def build(inputs, stride_on="3x3", norm_epsilon=1e-5, norm_momentum=0.9):
+    def build(
+        inputs, stride_on="3x3", norm_epsilon=1e-5, norm_momentum=0.9, padding="same"
+    ):
         return resnet_body(
             inputs,
             kind,
@@ -38,6 +40,7 @@ def _imagenet(name, kind, depths, params):
             stride_on=stride_on,
             norm_epsilon=norm_epsilon,
             norm_momentum=norm_momentum,
+            padding=padding,
         )
 
     build.__name__ = name

@@ -8,18 +8,19 @@ convolution ("v1.5", kerazoo's default `stride_on="3x3"`), their batch norms
 use epsilon 1e-5 and their weights expect torchvision's ImageNet mean and
 standard deviation, which loading sets on the model's preprocessing.
 
-One difference stays: a stride-2 3x3 convolution of kerazoo's
-`ResidualBlock` pads as TensorFlow's `"same"` (nothing before, one pixel
-after, on an even side), PyTorch's `padding=1` pads one on each side. On an
-even side the two sample the image one pixel apart, so the logits differ.
-The two agree exactly when every such convolution
-sees an odd side, that is for images of side 32k+1 to 32k+4 (65, 97, 225,
-...): the converter warns otherwise. (The stem's 7x7 convolution and max
-pool pad symmetrically, as torch's.)
+PyTorch pads each stride-2 3x3 convolution one pixel on every side
+(`padding=1`), where Keras's `"same"` pads nothing before and one pixel
+after on an even side, sampling the image one pixel apart. The weights
+therefore need the blocks built with `padding="symmetric"` (an explicit
+`ZeroPadding2D(1)`, then a `"valid"` convolution; the same variables), which
+`create_model(name, weights="x.safetensors")` does from the converter's
+`options`; the model then computes torch's function at every image size. A
+model built with `padding="same"` is refused. (The stem's 7x7 convolution and
+max pool pad symmetrically in every kerazoo ResNet; the 1x1 stride-2
+projections sample pixels 0, 2, 4, ... as torch's do with `padding=0`.)
 """
 
 import re
-import warnings
 
 from kerazoo.pretrained.assign import WeightMismatchError
 from kerazoo.pretrained.convert import Converter
@@ -45,15 +46,17 @@ _OFFSET = tuple(-m / s for m, s in zip(_MEAN, _STD, strict=True))
 class ResNetTorchConverter(Converter):
     """torchvision/timm ResNet state dicts (`conv1`, `bn1`,
     `layer{k}.{j}.conv{i}`, `downsample.0/.1`, `fc`) into kerazoo's
-    `resnet18` ... `resnet152`, built with `stride_on="3x3"` (the default).
+    `resnet18` ... `resnet152`, built with `stride_on="3x3"` (the default) and
+    `padding="symmetric"` (PyTorch's padding).
 
     `create_model(name, weights="file.safetensors")` (or `.pth`) finds it from
-    the file's names (`recognizes`); no `weights_map` is needed.
+    the file's names (`recognizes`), builds the model with its `options`, and
+    needs no `weights_map`.
     """
 
     source = "torchvision_resnet"
     models = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
-    options = {"stride_on": "3x3"}
+    options = {"stride_on": "3x3", "padding": "symmetric"}
     ignored = (r".*num_batches_tracked$",)
 
     def recognizes(self, source):
@@ -89,6 +92,14 @@ class ResNetTorchConverter(Converter):
                         "3x3 convolution: build the model with stride_on='3x3'. "
                         f"Received: stride_on={block.stride_on!r}"
                     )
+                if block.padding != "symmetric":
+                    raise WeightMismatchError(
+                        f"torchvision's and timm's {model.name} pad their "
+                        "stride-2 3x3 convolutions one pixel on each side: "
+                        "build the model with padding='symmetric' (as "
+                        "create_model(name, weights=path) does). Received: "
+                        f"padding={block.padding!r}"
+                    )
                 key = f"layer{k + 1}.{j}"
                 pairs = zip(block.convs, block.norms, strict=True)
                 for i, (conv, norm) in enumerate(pairs):
@@ -104,30 +115,4 @@ class ResNetTorchConverter(Converter):
     def apply(self, model, source, *, head=True, origin="The source"):
         super().apply(model, source, head=head, origin=origin)
         model.get_layer("preprocessing").set_affine(_SCALE, _OFFSET)
-        side = _uneven_side(model)
-        if side is not False:
-            warnings.warn(
-                f"{model.name!r} takes images of side {side}: some of its "
-                "stride-2 3x3 convolutions then see an even side, which "
-                "kerazoo's ResidualBlock pads as 'same' (one pixel after) and "
-                "PyTorch symmetrically (one on each side), so the logits differ "
-                "from the source model's. Sides 32k+1 to 32k+4 (e.g. "
-                "input_shape=(225, 225, 3)) compute the same function.",
-                stacklevel=2,
-            )
         return model
-
-
-def _uneven_side(model):
-    """An input side of `model` (`None`: any) at which a stride-2 3x3
-    convolution of its blocks sees an even side; False when there is none."""
-    for side in model.inputs[0].shape[1:3]:
-        if side is None:
-            return None
-        size = (side - 1) // 2 + 1  # the 7x7/2 convolution
-        size = (size - 1) // 2 + 1  # the 3x3/2 max pool
-        for _ in range(3):  # the first blocks of stages 2, 3 and 4
-            if size % 2 == 0:
-                return side
-            size = (size + 1) // 2
-    return False

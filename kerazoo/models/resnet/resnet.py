@@ -17,10 +17,14 @@ def resnet_body(
     norm_epsilon=1e-5,
     norm_momentum=0.9,
     shortcut=True,
+    padding="same",
 ):
     """The ImageNet ResNet body: a 7x7/2 stem with a 3x3/2 max-pool, then four
     stages of residual blocks; each stage after the first halves the size in its
-    first block, whose shortcut is a 1x1 projection (option B)."""
+    first block, whose shortcut is a 1x1 projection (option B). `padding`: the
+    blocks' (`ResidualBlock`), how their stride-2 3x3 convolutions pad:
+    `"same"` (Keras's) or `"symmetric"` (PyTorch's, for torchvision's and
+    timm's weights)."""
 
     def stem(x):
         # Symmetric padding, as the original network and every set of its
@@ -50,6 +54,7 @@ def resnet_body(
                     strides=2 if (j == 0 and i > 0) else 1,
                     shortcut=shortcut,
                     stride_on=stride_on,
+                    padding=padding,
                     norm_epsilon=norm_epsilon,
                     norm_momentum=norm_momentum,
                     name=f"block{j + 1}",
