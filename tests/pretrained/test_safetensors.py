@@ -26,6 +26,7 @@ from kerazoo.models import create_model
 from kerazoo.pretrained import CheckpointFormatError
 from kerazoo.pretrained import WeightMismatchError
 from kerazoo.pretrained import load_safetensors
+from kerazoo.pretrained.convert import TORCH_NAMES
 from kerazoo.pretrained.convert import body_stages
 from kerazoo.pretrained.convert import stage_blocks
 from kerazoo.pretrained.torch_files import load_torch_file
@@ -34,14 +35,6 @@ from kerazoo.pretrained.torch_files import load_torch_file
 # padding and PyTorch's differ.
 SIDE = 65
 CLASSES = 10
-_NAMES = {
-    "kernel": "weight",
-    "bias": "bias",
-    "gamma": "weight",
-    "beta": "bias",
-    "moving_mean": "running_mean",
-    "moving_variance": "running_var",
-}
 _LAYERS = {"conv1_bn": "bn1", "shortcut_conv": "downsample.0"}
 _LAYERS["shortcut_bn"] = "downsample.1"
 
@@ -50,12 +43,12 @@ def torchvision_name(path):
     """torchvision's state-dict name of a kerazoo ResNet variable."""
     *scope, name = path.split("/")
     if scope == ["predictions"]:
-        return f"fc.{_NAMES[name]}"
+        return f"fc.{TORCH_NAMES[name]}"
     layer = _LAYERS.get(scope[-1], scope[-1])
     block = re.fullmatch(r"body/stage(\d+)/block(\d+)", "/".join(scope[:-1]))
     if block:
         layer = f"layer{block[1]}.{int(block[2]) - 1}.{layer}"
-    return f"{layer}.{_NAMES[name]}"
+    return f"{layer}.{TORCH_NAMES[name]}"
 
 
 def torch_layout(value):
