@@ -799,6 +799,13 @@ class Recipe(_Strict):
             "GPU of compute capability 7.0 or more, float32 otherwise.",
         )
     )
+    jit_compile: bool | typing.Literal["auto"] = Field(
+        "auto",
+        description="XLA compilation of the training and evaluation steps "
+        "(`model.compile(jit_compile=...)`); `auto` is Keras's rule: on under "
+        "JAX, and under TensorFlow when a GPU is found. The report records what "
+        "each stage ran with.",
+    )
     output_dir: str = "runs/run"
     restore_best: bool = Field(
         True,

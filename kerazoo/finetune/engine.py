@@ -1189,7 +1189,15 @@ def _run_stage(ctx, stage, strategy):
     # only weighted metrics see the weights.
     metrics = {"weighted_metrics" if ctx.world.distributed else "metrics": ["accuracy"]}
     with strategy.scope():
-        stage.target.compile(optimizer=stage.optimizer(), loss=stage.loss, **metrics)
+        stage.target.compile(
+            optimizer=stage.optimizer(),
+            loss=stage.loss,
+            jit_compile=ctx.recipe.jit_compile,
+            **metrics,
+        )
+    record["jit_compile"] = bool(stage.target.jit_compile)
+    if record["jit_compile"]:
+        describe += "; XLA"
     log(describe)
     summary = _StageSummary()
     callbacks, best = _callbacks(run_, n, spec, model, summary)

@@ -358,6 +358,14 @@ def test_mixed_precision_run_and_auto_on_a_cpu(tmp_path):
     )
     assert 0 <= report["test_accuracy"] <= 1
     assert any(line.startswith("precision: mixed_bfloat16") for line in lines)
+    # jit_compile: auto is Keras's rule, XLA on JAX and on a TensorFlow GPU.
+    expected = keras.backend.backend() == "jax"
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        expected = bool(tf.config.list_physical_devices("GPU"))
+    assert report["stage1"]["jit_compile"] is expected
+    assert report["stage2"]["jit_compile"] is expected
     assert keras.config.dtype_policy().name == "float32"
     model = keras.saving.load_model(tmp_path / "run" / "model.keras")
     conv = next(

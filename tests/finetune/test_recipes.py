@@ -108,6 +108,14 @@ def test_optimizer_argument_types_are_checked(argument, value, expected):
     assert expected in _error(data)
 
 
+def test_jit_compile_takes_a_bool_or_auto():
+    assert load_recipe(TINY).jit_compile == "auto"
+    assert load_recipe(TINY, ["jit_compile=false"]).jit_compile is False
+    data = tiny()
+    data["jit_compile"] = "xla"
+    assert "jit_compile" in _error(data)
+
+
 def test_validation_does_not_import_keras():
     # The arguments' names and types come from the catalog, so that a typo is
     # reported in a fraction of a second, not after TensorFlow's start.
