@@ -279,6 +279,8 @@ def _recipe_distribution(args):
 
 
 def _cmd_finetune(args):
+    if args.baseline:
+        args.set = [*(args.set or []), f"baseline={args.baseline}"]
     from kerazoo.distributed import Cluster
     from kerazoo.distributed import DistributedError
     from kerazoo.distributed import current
@@ -707,6 +709,13 @@ def build_parser():
         "--restart",
         action="store_true",
         help="delete the run in output_dir and start over instead of resuming",
+    )
+    p.add_argument(
+        "--baseline",
+        choices=["scratch"],
+        default=None,
+        help="also train the same network from random weights on the same split "
+        "and epochs, and report both (the recipe key `baseline`)",
     )
     cluster = p.add_argument_group(
         "distribution: data_parallel (docs/distributed.md); each flag also "

@@ -799,6 +799,14 @@ class Recipe(_Strict):
             "GPU of compute capability 7.0 or more, float32 otherwise.",
         )
     )
+    baseline: typing.Literal["none", "scratch"] = Field(
+        "none",
+        description="`scratch`: after the run, train the same architecture from "
+        "random weights on the same split, every layer for the epochs of both "
+        "stages with stage 1's optimizer and schedule (`kerazoo.finetune."
+        "scratch_recipe`), in OUTPUT_DIR/baseline_scratch; the report puts both "
+        "test accuracies side by side (`baseline`).",
+    )
     jit_compile: bool | typing.Literal["auto"] = Field(
         "auto",
         description="XLA compilation of the training and evaluation steps "
@@ -875,6 +883,16 @@ class Recipe(_Strict):
         return data
 
     @model_validator(mode="after")
+    def _baseline_needs_pretrained_weights(self):
+        if self.baseline == "scratch" and self.model.weights is None:
+            raise ValueError(
+                "baseline: scratch compares the run with the same network trained "
+                "from random weights, but model.weights is null: the run is that "
+                "baseline already"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _frozen_batchnorm_needs_pretrained_weights(self):
         if (
             self.batchnorm == "frozen"
@@ -926,6 +944,7 @@ class Recipe(_Strict):
             "tensorboard",
             "distribution",
             "search",
+            "baseline",
         ),
     ):
         """sha256 of what decides the training (not where it is written, nor

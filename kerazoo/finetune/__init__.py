@@ -11,8 +11,17 @@ Example:
 from kerazoo.finetune.engine import FinetuneError
 from kerazoo.finetune.engine import build
 from kerazoo.finetune.engine import run
+from kerazoo.finetune.engine import scratch_recipe
 from kerazoo.finetune.freezing import body_stages
 from kerazoo.finetune.freezing import freeze
 from kerazoo.finetune.freezing import unfreeze
 
-__all__ = ["FinetuneError", "body_stages", "build", "freeze", "run", "unfreeze"]
+__all__ = [
+    "FinetuneError",
+    "body_stages",
+    "build",
+    "freeze",
+    "run",
+    "scratch_recipe",
+    "unfreeze",
+]

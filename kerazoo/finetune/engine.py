@@ -52,6 +52,7 @@ from kerazoo.recipes import DROP_PATH_OPTION
 from kerazoo.recipes import Constant
 from kerazoo.recipes import RecipeError
 from kerazoo.recipes import monitor_mode
+from kerazoo.recipes import validate_recipe
 
 STATE = "state.json"
 # Test-only fault injection: "STAGE,BATCH" gives that training batch NaN images.
@@ -738,9 +739,76 @@ def run(recipe, *, restart=False, log=print, cluster=None):
                     f"precision: {policy} (variables in float32, the classifier's "
                     "output in float32)"
                 )
-            return _run(recipe, restart=restart, log=log, world=world)
+            report = _run(recipe, restart=restart, log=log, world=world)
+            if recipe.baseline == "scratch":
+                report = _with_scratch_baseline(recipe, report, log, world)
+            return report
     finally:
         keras.config.set_dtype_policy(previous)
+
+
+# Where a run's scratch baseline is trained, inside its output_dir.
+BASELINE_DIR = "baseline_scratch"
+
+
+def scratch_recipe(recipe):
+    """The baseline of `recipe` (`baseline: scratch`): the same network and
+    data split, from random weights (`model.weights: null`, batch norms
+    trained), every layer trained from the first epoch for the epochs of both
+    stages together, with stage 1's optimizer and schedule (a learning rate for
+    new weights, not stage 2's for pretrained ones) and stage 2's other
+    settings; no export, search or further baseline. It runs in
+    `OUTPUT_DIR/baseline_scratch`, so it resumes as any run does."""
+    data = recipe.to_dict()
+    epochs = recipe.stage1.epochs + recipe.stage2.epochs
+    data["model"]["weights"] = None
+    data.update(
+        baseline="none",
+        batchnorm="train",
+        export=None,
+        search=None,
+        output_dir=str(pathlib.Path(recipe.output_dir) / BASELINE_DIR),
+    )
+    data["stage1"]["epochs"] = 0
+    data["stage2"].update(
+        epochs=epochs,
+        unfreeze="all",
+        body_lr_multiplier=1.0,
+        optimizer=data["stage1"]["optimizer"],
+        schedule=data["stage1"]["schedule"],
+    )
+    return validate_recipe(data, source=f"the scratch baseline of {recipe.name}")
+
+
+def _with_scratch_baseline(recipe, report, log, world):
+    """Trains `scratch_recipe(recipe)` and adds its numbers to `report` (and
+    to report.json, written by process 0)."""
+    baseline = scratch_recipe(recipe)
+    log(
+        f"baseline: {recipe.model.name} from random weights, every layer for "
+        f"{baseline.stage2.epochs} epochs -> {baseline.output_dir}"
+    )
+    theirs = _run(baseline, restart=False, log=log, world=world)
+    gain = report["test_accuracy"] - theirs["test_accuracy"]
+    report["baseline"] = {
+        "kind": "scratch",
+        "output_dir": baseline.output_dir,
+        "epochs": baseline.stage2.epochs,
+        "test_accuracy": theirs["test_accuracy"],
+        "seconds": theirs["seconds"],
+        "gain": gain,
+    }
+    if world.writer:
+        replace_text(
+            pathlib.Path(recipe.output_dir) / "report.json",
+            json.dumps(report, indent=2),
+        )
+    log(
+        f"test accuracy: {report['test_accuracy']:.4f} fine-tuned from "
+        f"{recipe.model.weights}, {theirs['test_accuracy']:.4f} from scratch "
+        f"({gain:+.4f})"
+    )
+    return report
 
 
 def _check_optimizers(recipe):
