@@ -284,6 +284,12 @@ class Converter:
     options = {}
     ignored = ()
 
+    def recognizes(self, source):
+        """Whether `source`'s tensor names are the ones this converter reads,
+        so that a file needs no `weights_map` (`recognizing_converter`);
+        False unless a converter says how to tell."""
+        return False
+
     def ports(self, model, source):
         """The `Port`s that fill `model` from `source` (a mapping of names to
         arrays), its classifier `"predictions"` included. May raise
@@ -463,6 +469,15 @@ def find_converter(source, model):
     raise ValueError(
         f"No {source!r} converter for {model!r}. Models it converts: {known}."
     )
+
+
+def recognizing_converter(model, source):
+    """The registered converter for the model named `model` that recognises
+    `source`'s tensor names (`Converter.recognizes`), or None."""
+    for converter in _CONVERTERS:
+        if model in converter.models and converter.recognizes(source):
+            return converter
+    return None
 
 
 class SamePaths(Converter):

@@ -2,24 +2,19 @@
 
 A safetensors file is a JSON header (each tensor's dtype, shape and byte
 range) followed by the raw tensors: no pickle, nothing in it runs. It is read
-with `safetensors.numpy`, so torch is not needed. `create_model(name,
+with `safetensors` and NumPy, so torch is not needed. `create_model(name,
 weights="model.safetensors")` loads one as it loads a PyTorch checkpoint
 (`kerazoo.pretrained.torch_files`): through a registered converter that knows
 the file's names (torchvision's and timm's ResNets), or with `weights_map`.
 """
 
 import os
-import pathlib
 
 import numpy as np
 
 from kerazoo.pretrained.checkpoint import CheckpointFormatError
 
 SUFFIX = ".safetensors"
-
-
-def is_safetensors_path(weights):
-    return isinstance(weights, (str, pathlib.Path)) and str(weights).endswith(SUFFIX)
 
 
 # safetensors' dtype names and NumPy's (little-endian, as the format is).
@@ -34,30 +29,6 @@ _DTYPES = {
     "U8": "u1",
     "BOOL": "?",
 }
-
-
-def _read_bfloat16(path):
-    """Every tensor of the file, bfloat16 ones as float32 (which
-    `safetensors.numpy` refuses: NumPy has no bfloat16)."""
-    import safetensors
-
-    with open(path, "rb") as f:
-        entries = safetensors.deserialize(f.read())
-    arrays = {}
-    for name, entry in entries:
-        dtype, shape = entry["dtype"], entry["shape"]
-        if dtype == "BF16":
-            # A bfloat16 is the upper half of a float32's bits.
-            bits = np.frombuffer(entry["data"], dtype="<u2").astype(np.uint32)
-            arrays[name] = (bits << 16).view(np.float32).reshape(shape)
-        elif dtype in _DTYPES:
-            arrays[name] = np.frombuffer(entry["data"], _DTYPES[dtype]).reshape(shape)
-        else:
-            raise CheckpointFormatError(
-                f"{path}: tensor {name!r} has dtype {dtype}, which kerazoo does "
-                "not read."
-            )
-    return arrays
 
 
 def load_safetensors(path):
@@ -76,27 +47,36 @@ def load_safetensors(path):
     """
     path = os.fspath(path)
     try:
-        import safetensors.numpy
+        import safetensors
     except ImportError:
         raise ImportError(
             f"Reading {path} needs the `safetensors` package: pip install "
             "safetensors (torch is not needed)."
         ) from None
-    try:
-        arrays = safetensors.numpy.load_file(path)
-    except TypeError as error:
-        if "bfloat16" not in str(error):
-            raise
-        arrays = _read_bfloat16(path)
-    except safetensors.SafetensorError as error:
-        raise CheckpointFormatError(
-            f"{path} is not a readable safetensors file: {error}"
-        ) from None
+    # `safetensors.deserialize` gives each tensor's dtype, shape and bytes, so
+    # that bfloat16 (which NumPy lacks) is read as float32 here, the same
+    # whether or not ml_dtypes has given NumPy a bfloat16.
+    with open(path, "rb") as file:
+        try:
+            entries = safetensors.deserialize(file.read())
+        except safetensors.SafetensorError as error:
+            raise CheckpointFormatError(
+                f"{path} is not a readable safetensors file: {error}"
+            ) from None
+    arrays = {}
+    for name, entry in entries:
+        dtype, shape = entry["dtype"], entry["shape"]
+        if dtype == "BF16":
+            # A bfloat16 is the upper half of a float32's bits.
+            bits = np.frombuffer(entry["data"], dtype="<u2").astype(np.uint32)
+            arrays[name] = (bits << 16).view(np.float32).reshape(shape)
+        elif dtype in _DTYPES:
+            arrays[name] = np.frombuffer(entry["data"], _DTYPES[dtype]).reshape(shape)
+        else:
+            raise CheckpointFormatError(
+                f"{path}: tensor {name!r} has dtype {dtype}, which kerazoo does "
+                "not read."
+            )
     if not arrays:
         raise CheckpointFormatError(f"No tensors found in {path}.")
-    # Where ml_dtypes (imported by TensorFlow and JAX) gives NumPy a
-    # bfloat16, safetensors returns it: float32 all the same.
-    return {
-        name: value.astype(np.float32) if value.dtype.name == "bfloat16" else value
-        for name, value in arrays.items()
-    }
+    return arrays

@@ -76,23 +76,12 @@ def read_tensors(path):
     return load_checkpoint(path)
 
 
-def naming_converter(model, source):
-    """The registered converter for `model` (a kerazoo model, by its name, or
-    a registered name) that recognises `source`'s tensor names, or None."""
-    name = model if isinstance(model, str) else model.name
-    for converter in convert._CONVERTERS:
-        recognizes = getattr(converter, "recognizes", None)
-        if name in converter.models and recognizes and recognizes(source):
-            return converter
-    return None
-
-
 def build_options(name, source, options, origin="The file"):
     """`options` (a registered model's family options, as given to
     `create_model`) with those that the converter recognising `source`'s
     names requires (`Converter.options`) added; unchanged when none does.
     A given option that conflicts raises `ValueError`."""
-    converter = naming_converter(name, source)
+    converter = convert.recognizing_converter(name, source)
     if converter is None:
         return dict(options)
     options = dict(options)
@@ -129,7 +118,7 @@ def load_torch_file(model, path, weights_map=None, reset_head=False, tensors=Non
         tensors = read_tensors(path)
     source = tensors
     if weights_map is None:
-        converter = naming_converter(model, source)
+        converter = convert.recognizing_converter(model.name, source)
         if converter is None:
             raise ValueError(
                 f"kerazoo knows no naming of {path}'s tensors for "
