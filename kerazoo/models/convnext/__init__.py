@@ -2,7 +2,8 @@
 `kerazoo.layers.ConvNeXtBlock`.
 
 `convnext.py` builds them, `presets.py` lists the registered ones and their
-weights, `convert_keras.py` ports keras.applications' ConvNeXts.
+weights, `convert_keras.py` ports keras.applications' ConvNeXts, `convert_torch.py`
+torchvision's and timm's ConvNeXt state dicts.
 
 Names: `convnext_tiny`, `convnext_small`, `convnext_base`, `convnext_large`.
 As in keras.applications, they normalise their input with the ImageNet mean
@@ -14,6 +15,7 @@ of a recipe sets) and `layer_scale_init_value` (1e-6).
 """
 
 from kerazoo.models.convnext.convert_keras import ConvNeXtKerasConverter
+from kerazoo.models.convnext.convert_torch import ConvNeXtTorchConverter
 from kerazoo.models.convnext.convnext import ARCHITECTURES
 from kerazoo.models.convnext.convnext import convnext_body
 from kerazoo.models.convnext.convnext import drop_path_rates
@@ -71,4 +73,5 @@ for _name, _preset in PRESETS.items():
     )
 
 register_converter(ConvNeXtKerasConverter())
+register_converter(ConvNeXtTorchConverter())
 register_weights(*WEIGHTS)
