@@ -643,7 +643,61 @@ class Stage2(Stage):
         description="`all`, the number of last body stages, or a regex on layer "
         "paths (`body/stage7/.*`).",
     )
-    body_lr_multiplier: float = Field(1.0, ge=0)
+    body_lr_multiplier: float | dict[str, float] = Field(
+        1.0,
+        description="The body's learning rate as a fraction of the head's (a "
+        "factor >= 0, 0 freezes), or `{regex: factor}` over variable paths "
+        "(`body/stage7/block1/depthwise/kernel`, `predictions/kernel`): each "
+        "variable takes the factor of the first regex, in the recipe's order, "
+        "that `re.match`es the start of its path, and 1 when none does.",
+    )
+    layer_decay: float | None = Field(
+        None,
+        gt=0,
+        le=1,
+        description="Layer-wise learning-rate decay (BEiT, timm): of the K body "
+        "stages `stem` ... `top`, stage i (from 0) trains at "
+        "`layer_decay ** (K - i)` times the head's rate, the head at 1; times a "
+        "float `body_lr_multiplier`. Null: off.",
+    )
+
+    @field_validator("body_lr_multiplier", mode="before")
+    @classmethod
+    def _body_lr_multiplier(cls, value):
+        if _number(value):
+            if not 0 <= value < float("inf"):
+                raise ValueError(f"a factor must be >= 0 (0 freezes), got {value}")
+            return value
+        if not isinstance(value, dict) or not value:
+            raise ValueError(
+                "a factor >= 0, or a non-empty mapping {regex: factor >= 0} over "
+                'variable paths, e.g. {"body/stage7/.*": 0.5, "body/.*": 0.1}'
+            )
+        for pattern, factor in value.items():
+            try:
+                re.compile(pattern)
+            except (re.error, TypeError) as error:
+                raise ValueError(
+                    f"key {pattern!r} is not a valid regular expression ({error})"
+                ) from None
+            if not _number(factor) or not 0 <= factor < float("inf"):
+                raise ValueError(
+                    f"the factor of {pattern!r} must be a number >= 0 (0 freezes), "
+                    f"got {factor!r}"
+                )
+        return value
+
+    @field_validator("layer_decay")
+    @classmethod
+    def _layer_decay(cls, value, info):
+        if value is not None and isinstance(info.data.get("body_lr_multiplier"), dict):
+            raise ValueError(
+                "layer_decay sets a factor per body stage, but "
+                "stage2.body_lr_multiplier is a mapping {regex: factor} that "
+                "already sets them; use one of the two (layer_decay combines "
+                "with a float body_lr_multiplier)"
+            )
+        return value
 
     @field_validator("unfreeze")
     @classmethod

@@ -1076,9 +1076,8 @@ def _stage2(ctx):
     recipe, parts = ctx.recipe, ctx.parts
     spec = recipe.stage2
     batch = _batch_size(spec, ctx.n_train)
-    multipliers = (
-        {"body/": spec.body_lr_multiplier} if spec.body_lr_multiplier != 1 else None
-    )
+    # Set by prepare: layer_decay's groups are the stages it left trainable.
+    multipliers = {}
     stage = Stage(2, spec, parts["model"], None, None, None, None)
     mixes = _mixes(recipe, spec)
     stage.loss, loss = _loss(spec, mixes)
@@ -1086,13 +1085,23 @@ def _stage2(ctx):
 
     def prepare():
         trainable = freezing.unfreeze(parts["body"], spec.unfreeze, recipe.batchnorm)
+        multipliers.clear()
+        multipliers.update(
+            freezing.lr_multipliers(
+                parts["body"], spec.body_lr_multiplier, spec.layer_decay
+            )
+            or {}
+        )
         stage.record["trainable_body_weights"] = len(trainable)
         stage.record["loss"] = loss
+        stage.record["lr_multipliers"] = dict(multipliers)
+        decay = f"layer decay {spec.layer_decay:g}: " if spec.layer_decay else ""
         return (
             f"stage 2: {len(trainable)} body weights unfrozen ({spec.unfreeze}), "
             f"batch norm {recipe.batchnorm}, {spec.epochs} epochs (batch {batch}, "
-            f"{spec.optimizer.name} lr {spec.optimizer.learning_rate}, body x"
-            f"{spec.body_lr_multiplier:g}{f', {loss}' if one_hot else ''})"
+            f"{spec.optimizer.name} lr {spec.optimizer.learning_rate}, lr "
+            f"multipliers {decay}{freezing.describe_multipliers(multipliers)}"
+            f"{f', {loss}' if one_hot else ''})"
         )
 
     stage.prepare = prepare
