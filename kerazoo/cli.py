@@ -620,7 +620,7 @@ def build_parser():
     p.add_argument(
         "--flops",
         action="store_true",
-        help="also count FLOPs of a forward pass (TensorFlow backend; slower)",
+        help="also count FLOPs of a forward pass (TensorFlow or JAX backend; slower)",
     )
     p.add_argument(
         "--option",

@@ -978,6 +978,14 @@ class Recipe(_Strict):
                 "search.unfreeze and search.body_lr_multiplier choose how stage 2 "
                 "trains, but stage2.epochs is 0"
             )
+        if search.body_lr_multiplier and isinstance(
+            self.stage2.body_lr_multiplier, dict
+        ):
+            raise ValueError(
+                "search.body_lr_multiplier draws one factor for the whole body, "
+                "but stage2.body_lr_multiplier is a mapping of groups, which "
+                "each trial would replace; drop one of the two"
+            )
         full = search.stage2_choices or self.stage1.epochs == 0
         if full and search.oracle == "hyperband":
             raise ValueError(

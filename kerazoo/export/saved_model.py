@@ -220,8 +220,11 @@ def export_saved_model(
 
     if keras.backend.backend() != "tensorflow":
         raise ExportError(
-            "SavedModel export needs the TensorFlow backend (KERAS_BACKEND="
-            f"tensorflow); this process uses {keras.backend.backend()!r}"
+            "export_saved_model needs the TensorFlow backend (KERAS_BACKEND="
+            f"tensorflow); this process uses {keras.backend.backend()!r}. "
+            "Save the model (model.save('model.keras')) and export that file "
+            "with kerazoo.export.export_source or `kerazoo export`, which "
+            "re-load it into TensorFlow in a child process"
         )
     shape = tuple(model.inputs[0].shape[1:])
     if len(shape) != 3 or shape[-1] != 3 or None in shape[:2]:

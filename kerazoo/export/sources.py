@@ -1,19 +1,32 @@
 """What `kerazoo export SOURCE` accepts: a `.keras` file, a fine-tuning run
 directory, or a registry name with pretrained weights.
 
+Under another Keras backend (JAX, PyTorch) the export re-loads SOURCE into
+TensorFlow in a child process (`kerazoo export` with `KERAS_BACKEND=tensorflow`:
+a `.keras` file is the same under every backend), and this process then
+verifies the SavedModel against its own model, so that what serving answers is
+checked against the model as it was trained.
+
 A run directory also brings its recipe's data: the test split scores every
 served format (the model card's accuracy certificate) and the training split
 calibrates `tflite_int8`."""
 
 import json
+import os
 import pathlib
+import subprocess
+import sys
+import tempfile
 
+import keras
 import numpy as np
 
 from kerazoo.api import load_model
 from kerazoo.export.certificate import DEFAULT_MAX_ACCURACY_DROP
 from kerazoo.export.saved_model import ExportError
 from kerazoo.export.saved_model import export_saved_model
+from kerazoo.export.saved_model import next_version
+from kerazoo.export.saved_model import verify_export
 
 # Training images tflite_int8 calibrates on (TFLite's guidance: 100-500).
 CALIBRATION_IMAGES = 200
@@ -138,6 +151,20 @@ def export_source(
     weights = kwargs.pop("weights", "imagenet")
     crop = kwargs.pop("crop_fraction", None)
     formats = list(formats)
+    if keras.backend.backend() != "tensorflow":
+        return _export_in_tensorflow(
+            source,
+            name,
+            version,
+            out,
+            formats=formats,
+            score=score,
+            max_accuracy_drop=max_accuracy_drop,
+            calibration_images=calibration_images,
+            weights=weights,
+            crop_fraction=crop,
+            **kwargs,
+        )
     model, class_names, card, default_crop = load_source(source, weights)
     recipe = run_recipe(source)
     settings = recipe.export if recipe is not None else None
@@ -192,6 +219,85 @@ def export_source(
         max_accuracy_drop=max_accuracy_drop,
         **kwargs,
     )
+
+
+def _export_in_tensorflow(
+    source,
+    name,
+    version,
+    out,
+    *,
+    formats,
+    score,
+    max_accuracy_drop,
+    calibration_images,
+    weights,
+    crop_fraction,
+    fold=True,
+    freeze=True,
+    force=False,
+    overwrite=False,
+    verify=True,
+    log=print,
+):
+    """`export_source` from a process whose Keras backend is not TensorFlow:
+    runs `kerazoo export` with the TensorFlow backend in a child process, its
+    output relayed to `log`, then verifies the export against SOURCE loaded in
+    this process's backend."""
+    directory = pathlib.Path(out) / name
+    version = next_version(directory) if version is None else int(version)
+    # The child's --verify would compare the export with its own TensorFlow
+    # copy of the model; the check that matters is against this backend's.
+    argv = [sys.executable, "-m", "kerazoo.cli", "export", str(source), "--name", name]
+    argv += ["--version", str(version), "--out", str(out), "--no-verify"]
+    argv += ["--weights", str(weights)]
+    for fmt in formats:
+        argv += ["--format", fmt]
+    for flag, value in (
+        ("--crop", crop_fraction),
+        ("--max-accuracy-drop", max_accuracy_drop),
+        ("--calibration-images", calibration_images),
+    ):
+        if value is not None:
+            argv += [flag, str(value)]
+    for flag, on in (
+        ("--no-score", not score),
+        ("--no-fold", not fold),
+        ("--no-freeze", not freeze),
+        ("--force", force),
+        ("--overwrite", overwrite),
+    ):
+        if on:
+            argv.append(flag)
+    env = {**os.environ, "KERAS_BACKEND": "tensorflow"}
+    log(
+        f"backend {keras.backend.backend()}: exporting through TensorFlow in a "
+        "child process (the .keras model re-loaded there)"
+    )
+    # stderr goes to a file: a pipe left unread while stdout is relayed
+    # would fill with TensorFlow's warnings and stall the child.
+    with tempfile.TemporaryFile("w+") as errors:
+        child = subprocess.Popen(
+            argv, env=env, stdout=subprocess.PIPE, stderr=errors, text=True
+        )
+        for line in child.stdout:
+            log(line.rstrip("\n"))
+        failed = child.wait() != 0
+        errors.seek(0)
+        lines = [line for line in errors.read().splitlines() if line.strip()]
+    if failed:
+        prefix = "kerazoo export: error: "
+        said = [line.removeprefix(prefix) for line in lines if line.startswith(prefix)]
+        raise ExportError(
+            said[-1]
+            if said
+            else "the TensorFlow export process failed:\n" + "\n".join(lines[-20:])
+        )
+    target = directory / str(version)
+    if verify:
+        model = load_source(source, weights)[0]
+        verify_export(target, model, log=log)
+    return target
 
 
 def model_of_export(path):

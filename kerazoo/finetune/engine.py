@@ -774,6 +774,7 @@ def scratch_recipe(recipe):
         epochs=epochs,
         unfreeze="all",
         body_lr_multiplier=1.0,
+        layer_decay=None,
         optimizer=data["stage1"]["optimizer"],
         schedule=data["stage1"]["schedule"],
     )

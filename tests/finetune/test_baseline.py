@@ -38,11 +38,18 @@ def _recipe(tmp_path, weights, *overrides):
 
 
 def test_scratch_recipe_trains_every_layer_for_both_stages(tmp_path, pretrained):
-    recipe = _recipe(tmp_path, pretrained, "stage1.epochs=3", "stage2.epochs=2")
+    recipe = _recipe(
+        tmp_path,
+        pretrained,
+        "stage1.epochs=3",
+        "stage2.epochs=2",
+        "stage2.layer_decay=0.5",
+    )
     base = scratch_recipe(recipe)
     assert base.model.weights is None and base.batchnorm == "train"
     assert base.stage1.epochs == 0 and base.stage2.epochs == 5
     assert base.stage2.unfreeze == "all" and base.stage2.body_lr_multiplier == 1.0
+    assert base.stage2.layer_decay is None
     assert base.stage2.optimizer == recipe.stage1.optimizer
     assert base.stage2.schedule == recipe.stage1.schedule
     assert base.data == recipe.data and base.seed == recipe.seed
@@ -58,6 +65,7 @@ def test_scratch_recipe_trains_every_layer_for_both_stages(tmp_path, pretrained)
                 "model.input_size=16",
                 "stage1.epochs=3",
                 "stage2.epochs=2",
+                "stage2.layer_decay=0.5",
             ],
         ).fingerprint()
     )

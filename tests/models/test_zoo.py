@@ -206,13 +206,14 @@ def test_saved_and_reloaded_model_keeps_body_paths(tmp_path):
 
 
 def test_googlenet_flops_naive_vs_reduced():
-    if keras.backend.backend() != "tensorflow":
-        pytest.skip("FLOPs are counted by TensorFlow's profiler")
+    if keras.backend.backend() not in ("tensorflow", "jax"):
+        pytest.skip("FLOPs are counted by TensorFlow's profiler or XLA")
     from kerazoo.models.analysis import flops
 
     reduced = flops(create_model("googlenet"))
     naive = flops(create_model("googlenet", inception="naive"))
-    # The paper: about 1.5 billion multiply-adds; the profiler counts 2 per MAC.
+    # The paper: about 1.5 billion multiply-adds; both counters count 2 per
+    # MAC (measured: TensorFlow's profiler 3.2e9... XLA 3.03e9).
     assert 2.8e9 < reduced < 3.4e9
     assert naive > 5 * reduced
 

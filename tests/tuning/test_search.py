@@ -380,6 +380,19 @@ def test_bad_stage2_search_is_refused_before_any_trial(search_section, message):
         load_recipe(TINY, [f"search={search_section}"])
 
 
+def test_searched_body_multiplier_refuses_a_mapping_of_groups():
+    from kerazoo.recipes import RecipeError
+
+    with pytest.raises(RecipeError, match="is a mapping of groups"):
+        load_recipe(
+            TINY,
+            [
+                "stage2.body_lr_multiplier={'body/stage3/': 0.5}",
+                "search={body_lr_multiplier: {min: 0.1, max: 1.0}}",
+            ],
+        )
+
+
 def test_stage2_choices_need_stage2(tmp_path):
     from kerazoo.recipes import RecipeError
 
