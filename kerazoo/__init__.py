@@ -13,7 +13,7 @@ _SUBPACKAGES = (
     "optimizers",
     "initializers",
     "models",
-    "pretrained",
+    "weights",
     "testing",
     "data",
 )
@@ -22,6 +22,13 @@ __all__ = ["__version__", *_SUBPACKAGES]
 
 
 def __getattr__(name):
+    if name == "pretrained":
+        import warnings
+
+        warnings.warn(
+            "kerazoo.pretrained is now kerazoo.weights", DeprecationWarning, 2
+        )
+        name = "weights"
     if name in _SUBPACKAGES:
         return importlib.import_module(f"{__name__}.{name}")
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -114,10 +114,10 @@ def _cmd_init_report(args):
 def _cmd_weights(args):
     # Imported on use, as in every command: `kerazoo --help` loads no Keras.
     from kerazoo.models import create_model
-    from kerazoo.pretrained import WeightsIntegrityError
-    from kerazoo.pretrained import WeightsUnavailableError
-    from kerazoo.pretrained import cache
-    from kerazoo.pretrained import manifest
+    from kerazoo.weights import WeightsIntegrityError
+    from kerazoo.weights import WeightsUnavailableError
+    from kerazoo.weights import cache
+    from kerazoo.weights import manifest
 
     known = sorted({e.model for e in manifest.MANIFEST})
     for name in args.fetch or []:
@@ -466,9 +466,9 @@ def _cmd_export(args):
 
 def _cmd_predict(args):
     from kerazoo.models import create_model
-    from kerazoo.pretrained.predict import imagenet_class_names
-    from kerazoo.pretrained.predict import predict_files
-    from kerazoo.pretrained.tta import parse_options
+    from kerazoo.weights.predict import imagenet_class_names
+    from kerazoo.weights.predict import predict_files
+    from kerazoo.weights.tta import parse_options
 
     try:
         tta = parse_options(args.tta) if args.tta else None

@@ -739,7 +739,7 @@ class Export(_Strict):
 
 class TTA(_Strict):
     """Test-time augmentation of the final test evaluation
-    (`kerazoo.pretrained.tta`): the model's probabilities averaged over views."""
+    (`kerazoo.weights.tta`): the model's probabilities averaged over views."""
 
     flips: bool = Field(True, description="Each view also mirrored left to right.")
     crops: int = Field(

@@ -13,7 +13,7 @@ MODULES = [
     "kerazoo.optimizers",
     "kerazoo.initializers",
     "kerazoo.models",
-    "kerazoo.pretrained",
+    "kerazoo.weights",
     "kerazoo.testing",
 ]
 

@@ -115,7 +115,7 @@ def test_kerazoo_has_no_import_cycles():
 
 # kerazoo's layers, lowest first: a module imports only from its own package
 # and from packages of lower layers. (The weights code takes a built model, so
-# `pretrained` sits below `models`, whose `create_model(weights=...)` calls it.)
+# `weights` sits below `models`, whose `create_model(weights=...)` calls it.)
 LAYERS = [
     [
         "kerazoo",
@@ -128,7 +128,7 @@ LAYERS = [
         "kerazoo.catalog",
     ],
     ["kerazoo.layers", "kerazoo.optimizers", "kerazoo.initializers"],
-    ["kerazoo.testing", "kerazoo.pretrained"],
+    ["kerazoo.testing", "kerazoo.weights"],
     ["kerazoo.models"],
     ["kerazoo.data"],
     ["kerazoo.recipes", "kerazoo.distributed"],

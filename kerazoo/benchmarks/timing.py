@@ -8,7 +8,7 @@ import time
 import keras
 
 from kerazoo.models import create_model
-from kerazoo.pretrained.manifest import find_weights
+from kerazoo.weights.manifest import find_weights
 
 # kerazoo's name -> keras.applications' constructor of the same network.
 APPLICATIONS = {
@@ -30,7 +30,7 @@ NO_PREPROCESSING = ("resnet50", "densenet121")
 def twin_options(name):
     """The `create_model` options that make kerazoo's `name` the network that
     keras.applications builds: those its ported ImageNet weights use
-    (`kerazoo.pretrained.MANIFEST`; for ResNet-50, v1, strided in a stage's
+    (`kerazoo.weights.MANIFEST`; for ResNet-50, v1, strided in a stage's
     first 1x1 convolution, where kerazoo's default is v1.5, strided in the 3x3
     with 6% more FLOPs, and Keras's batch-norm epsilon), and no preprocessing
     inside the model where Keras has none."""

@@ -72,7 +72,7 @@ def load_source(source, weights="imagenet"):
     model = create_model(source, weights=weights)
     names = None
     if weights == "imagenet" and model.outputs[0].shape[-1] == 1000:
-        from kerazoo.pretrained.predict import imagenet_class_names
+        from kerazoo.weights.predict import imagenet_class_names
 
         names = imagenet_class_names()
     return model, names, {"source": source, "weights": weights}, 0.875

@@ -47,12 +47,12 @@ from kerazoo.export import export_source
 from kerazoo.models import create_model
 from kerazoo.optimizers import batch_size_for
 from kerazoo.optimizers import schedules
-from kerazoo.pretrained import tta
 from kerazoo.recipes import DROP_PATH_OPTION
 from kerazoo.recipes import Constant
 from kerazoo.recipes import RecipeError
 from kerazoo.recipes import monitor_mode
 from kerazoo.recipes import validate_recipe
+from kerazoo.weights import tta
 
 STATE = "state.json"
 # Test-only fault injection: "STAGE,BATCH" gives that training batch NaN images.

@@ -1,7 +1,7 @@
 """Building a registered model: `create_model` (preprocessing, a `"body"`, the
 head, and weights when asked) and `model_info`.
 
-Weights come from `kerazoo.pretrained`, which takes a built model and never
+Weights come from `kerazoo.weights`, which takes a built model and never
 imports `kerazoo.models`: where it must build a model itself (porting
 keras.applications weights into the cache on first use) it is given
 `create_model` as its `build`.
@@ -21,15 +21,15 @@ from kerazoo.models.preprocessing import ImagePreprocessing
 from kerazoo.models.registry import registered_model
 from kerazoo.models.scoped import ScopedModel
 from kerazoo.models.scoped import scoped_model
-from kerazoo.pretrained import find_weights
-from kerazoo.pretrained import load_pretrained
-from kerazoo.pretrained.files import is_weights_path
-from kerazoo.pretrained.files import load_weights_file
-from kerazoo.pretrained.manifest import available_weights
-from kerazoo.pretrained.torch_files import build_options
-from kerazoo.pretrained.torch_files import is_torch_path
-from kerazoo.pretrained.torch_files import load_torch_file
-from kerazoo.pretrained.torch_files import read_tensors
+from kerazoo.weights import find_weights
+from kerazoo.weights import load_pretrained
+from kerazoo.weights.files import is_weights_path
+from kerazoo.weights.files import load_weights_file
+from kerazoo.weights.manifest import available_weights
+from kerazoo.weights.torch_files import build_options
+from kerazoo.weights.torch_files import is_torch_path
+from kerazoo.weights.torch_files import load_torch_file
+from kerazoo.weights.torch_files import read_tensors
 
 
 def model_info(name):
@@ -70,7 +70,7 @@ def create_model(
             (1000 for the ImageNet networks, 10 for the CIFAR ones).
         input_shape: `(height, width, 3)`; default: the model's square size.
         weights: `None` (random initialization) or the tag of pretrained
-            weights in `kerazoo.pretrained.MANIFEST` (`"imagenet"`;
+            weights in `kerazoo.weights.MANIFEST` (`"imagenet"`;
             `ModelInfo.weights` lists them). With a `num_classes` other than
             the weights' own, the body is loaded and the new head keeps its
             random initialization (the usual start of fine-tuning). Or a
@@ -79,7 +79,7 @@ def create_model(
             is assigned, and a mismatch names the first one and both shapes.
             Or a PyTorch checkpoint (`.pth`, `.pt`, `.bin`, `.ckpt`) or a
             `.safetensors` file, read without torch, with `weights_map`;
-            torchvision's and timm's ResNet state dicts need none, and the
+            torchvision's and timm's ResNet and ConvNeXt state dicts need none, and the
             model is then built with the options they need
             (`padding="symmetric"`, PyTorch's padding of the strided
             convolutions, so the logits are torch's at every image size).
@@ -94,7 +94,7 @@ def create_model(
             classes, keep the new (random) classifier instead of refusing.
         weights_map: For a PyTorch checkpoint: a dict from the model's
             variable paths to the checkpoint's keys, or a function of the path
-            (`kerazoo.pretrained.torch_files`).
+            (`kerazoo.weights.torch_files`).
         features_only: Return a model of the body's multi-scale feature maps
             (for detection and segmentation), as timm's `features_only`: at
             each output stride of the stem and stages (2, 4, 8, 16, 32 for
@@ -150,7 +150,7 @@ def create_model(
     if is_torch_path(weights):
         tensors = read_tensors(weights)
         if weights_map is None:
-            # A file a converter knows by its names (torchvision's ResNets)
+            # A file a converter knows by its names (torchvision's ResNets, ConvNeXts)
             # needs the model built with that converter's options.
             arguments = build_options(name, tensors, arguments, origin=str(weights))
         model = create_model(name, num_classes, **arguments)

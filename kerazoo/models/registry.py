@@ -30,7 +30,7 @@ class ModelInfo:
         preprocessing: `ImagePreprocessing` mode the model uses by default.
         dropout: Default dropout rate before the classifier.
         weights: Tags of the pretrained weights in
-            `kerazoo.pretrained.MANIFEST` (filled in by
+            `kerazoo.weights.MANIFEST` (filled in by
             `kerazoo.models.model_info`; empty here).
         paper: Reference.
         num_classes: Default number of classes (1000; 10 for the CIFAR

@@ -1,4 +1,4 @@
-"""Test-time augmentation (`kerazoo.pretrained.tta`): the views and their
+"""Test-time augmentation (`kerazoo.weights.tta`): the views and their
 average, the recipe's `tta` in the final evaluation, `kerazoo predict --tta`."""
 
 import json
@@ -15,9 +15,9 @@ from kerazoo.cli import main
 from kerazoo.data.pipeline import Pipelines
 from kerazoo.finetune import run
 from kerazoo.finetune.engine import load_recipe_data
-from kerazoo.pretrained import tta
 from kerazoo.recipes import RecipeError
 from kerazoo.recipes import load_recipe
+from kerazoo.weights import tta
 
 TINY = pathlib.Path(__file__).with_name("tiny.yaml")
 

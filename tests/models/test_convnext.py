@@ -24,12 +24,12 @@ from kerazoo.models.analysis import count_trainable_params
 from kerazoo.models.convnext import PRESETS
 from kerazoo.models.convnext import ConvNeXtKerasConverter
 from kerazoo.models.preprocessing import MODES
-from kerazoo.pretrained import WeightMismatchError
-from kerazoo.pretrained import WeightsIntegrityError
-from kerazoo.pretrained import cache
-from kerazoo.pretrained import from_keras_application
-from kerazoo.pretrained import manifest
 from kerazoo.testing import perturb_keras_weights
+from kerazoo.weights import WeightMismatchError
+from kerazoo.weights import WeightsIntegrityError
+from kerazoo.weights import cache
+from kerazoo.weights import from_keras_application
+from kerazoo.weights import manifest
 
 SIZE = (64, 64, 3)
 CLASSES = 10

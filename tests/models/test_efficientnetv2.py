@@ -17,10 +17,10 @@ from kerazoo.models.efficientnetv2 import PRESETS
 from kerazoo.models.efficientnetv2 import EfficientNetV2KerasConverter
 from kerazoo.models.preprocessing import MODES
 from kerazoo.models.preprocessing import ImagePreprocessing
-from kerazoo.pretrained import WeightMismatchError
-from kerazoo.pretrained import from_keras_application
-from kerazoo.pretrained import manifest
 from kerazoo.testing import perturb_keras_weights
+from kerazoo.weights import WeightMismatchError
+from kerazoo.weights import from_keras_application
+from kerazoo.weights import manifest
 
 SIZE = (64, 64, 3)
 # Building a functional model traces every layer, which is slow under JAX and

@@ -11,8 +11,8 @@ import pytest
 import kerazoo.models
 from kerazoo.models import list_models
 from kerazoo.models import model_info
-from kerazoo.pretrained import manifest
-from kerazoo.pretrained.convert import find_converter
+from kerazoo.weights import manifest
+from kerazoo.weights.convert import find_converter
 
 MODELS = pathlib.Path(kerazoo.models.__file__).parent
 FAMILIES = sorted(p.parent.name for p in MODELS.glob("*/__init__.py"))

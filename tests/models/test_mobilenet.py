@@ -15,10 +15,10 @@ from kerazoo.models import list_models
 from kerazoo.models import model_info
 from kerazoo.models.analysis import count_trainable_params
 from kerazoo.models.mobilenet import PRESETS
-from kerazoo.pretrained import WeightMismatchError
-from kerazoo.pretrained import from_keras_application
-from kerazoo.pretrained import manifest
 from kerazoo.testing import perturb_keras_weights
+from kerazoo.weights import WeightMismatchError
+from kerazoo.weights import from_keras_application
+from kerazoo.weights import manifest
 
 SIZE = (32, 32, 3)  # the smallest input both accept; counts do not depend on it
 # Building a functional model traces every layer, which is slow under JAX and

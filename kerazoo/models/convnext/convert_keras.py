@@ -7,13 +7,13 @@ import re
 
 import numpy as np
 
-from kerazoo.pretrained.assign import WeightMismatchError
-from kerazoo.pretrained.convert import Port
-from kerazoo.pretrained.convert import body_stages
-from kerazoo.pretrained.convert import keras_head
-from kerazoo.pretrained.convert import keras_layer
-from kerazoo.pretrained.convert import stage_blocks
-from kerazoo.pretrained.keras_applications import KerasApplicationConverter
+from kerazoo.weights.assign import WeightMismatchError
+from kerazoo.weights.convert import Port
+from kerazoo.weights.convert import body_stages
+from kerazoo.weights.convert import keras_head
+from kerazoo.weights.convert import keras_layer
+from kerazoo.weights.convert import stage_blocks
+from kerazoo.weights.keras_applications import KerasApplicationConverter
 
 VARIANTS = ("tiny", "small", "base", "large")
 _STEM = re.compile(r"^(?:(.+)_stem/)?(.+)_stem_conv/kernel$")

@@ -29,16 +29,16 @@ import re
 import numpy as np
 
 from kerazoo.models.preprocessing import MODES
-from kerazoo.pretrained.assign import WeightMismatchError
-from kerazoo.pretrained.convert import TORCH_NAMES
-from kerazoo.pretrained.convert import Converter
-from kerazoo.pretrained.convert import Port
-from kerazoo.pretrained.convert import body_stages
-from kerazoo.pretrained.convert import stage_blocks
-from kerazoo.pretrained.convert import torch_conv
-from kerazoo.pretrained.convert import torch_dense
-from kerazoo.pretrained.convert import torch_depthwise
-from kerazoo.pretrained.convert import torch_head
+from kerazoo.weights.assign import WeightMismatchError
+from kerazoo.weights.convert import TORCH_NAMES
+from kerazoo.weights.convert import Converter
+from kerazoo.weights.convert import Port
+from kerazoo.weights.convert import body_stages
+from kerazoo.weights.convert import stage_blocks
+from kerazoo.weights.convert import torch_conv
+from kerazoo.weights.convert import torch_dense
+from kerazoo.weights.convert import torch_depthwise
+from kerazoo.weights.convert import torch_head
 
 VARIANTS = ("tiny", "small", "base", "large")
 

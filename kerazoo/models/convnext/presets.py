@@ -4,12 +4,12 @@
 parameters (1000 classes, equal to keras.applications' ConvNeXtTiny ...
 ConvNeXtLarge(weights=None), Keras 3.15; the tests build Tiny of both, the zoo
 tests build every one) and keras.applications' constructor.
-`WEIGHTS`: the family's manifest entries (`kerazoo.pretrained.manifest`):
+`WEIGHTS`: the family's manifest entries (`kerazoo.weights.manifest`):
 keras.applications' ImageNet files of every variant.
 """
 
 from kerazoo.models.convnext.convert_keras import ConvNeXtKerasConverter
-from kerazoo.pretrained.keras_applications import imagenet_weights
+from kerazoo.weights.keras_applications import imagenet_weights
 
 PAPER = "Liu et al., A ConvNet for the 2020s, CVPR 2022"
 

@@ -11,8 +11,8 @@ from kerazoo.models.densenet.presets import PAPER
 from kerazoo.models.densenet.presets import PRESETS
 from kerazoo.models.densenet.presets import WEIGHTS
 from kerazoo.models.registry import register_model
-from kerazoo.pretrained.convert import register_converter
-from kerazoo.pretrained.manifest import register_weights
+from kerazoo.weights.convert import register_converter
+from kerazoo.weights.manifest import register_weights
 
 __all__ = ["PRESETS", "WEIGHTS", "densenet_body"]
 

@@ -2,12 +2,12 @@
 layer names (`conv{stage}_block{layer}_{0,1,2}`, `pool{stage}_`, `bn`) onto
 the model's variables."""
 
-from kerazoo.pretrained.convert import body_stages
-from kerazoo.pretrained.convert import keras_batch_norm
-from kerazoo.pretrained.convert import keras_conv_bn
-from kerazoo.pretrained.convert import keras_head
-from kerazoo.pretrained.convert import keras_layer
-from kerazoo.pretrained.keras_applications import KerasApplicationConverter
+from kerazoo.weights.convert import body_stages
+from kerazoo.weights.convert import keras_batch_norm
+from kerazoo.weights.convert import keras_conv_bn
+from kerazoo.weights.convert import keras_head
+from kerazoo.weights.convert import keras_layer
+from kerazoo.weights.keras_applications import KerasApplicationConverter
 
 
 class DenseNetKerasConverter(KerasApplicationConverter):

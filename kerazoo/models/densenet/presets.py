@@ -1,11 +1,11 @@
 """The registered DenseNets (DenseNet-BC, k=32) and their pretrained weights.
 
 `PRESETS`: name -> dense-block sizes and trainable parameters (1000 classes).
-`WEIGHTS`: the family's manifest entries (`kerazoo.pretrained.manifest`).
+`WEIGHTS`: the family's manifest entries (`kerazoo.weights.manifest`).
 """
 
 from kerazoo.models.densenet.convert_keras import DenseNetKerasConverter
-from kerazoo.pretrained.keras_applications import imagenet_weights
+from kerazoo.weights.keras_applications import imagenet_weights
 
 PAPER = "Huang et al., Densely Connected Convolutional Networks, CVPR 2017"
 

@@ -2,14 +2,14 @@
 Keras's layer names (`block{stage}{a, b, ...}_...`) onto the model's
 variables; the Rescaling and Normalization layers become its preprocessing."""
 
-from kerazoo.pretrained.convert import Port
-from kerazoo.pretrained.convert import body_stages
-from kerazoo.pretrained.convert import keras_batch_norm
-from kerazoo.pretrained.convert import keras_conv_bn
-from kerazoo.pretrained.convert import keras_head
-from kerazoo.pretrained.convert import keras_layer
-from kerazoo.pretrained.convert import stage_blocks
-from kerazoo.pretrained.keras_applications import KerasApplicationConverter
+from kerazoo.weights.convert import Port
+from kerazoo.weights.convert import body_stages
+from kerazoo.weights.convert import keras_batch_norm
+from kerazoo.weights.convert import keras_conv_bn
+from kerazoo.weights.convert import keras_head
+from kerazoo.weights.convert import keras_layer
+from kerazoo.weights.convert import stage_blocks
+from kerazoo.weights.keras_applications import KerasApplicationConverter
 
 
 class EfficientNetKerasConverter(KerasApplicationConverter):

@@ -5,13 +5,13 @@ checkpoints with lukemelas' `efficientnet_pytorch` names: their converter
 `"efficientnet_lite"` entries) and `load_efficientnet_lite`."""
 
 from kerazoo.layers import MBConvBlock
-from kerazoo.pretrained.assign import WeightMismatchError
-from kerazoo.pretrained.checkpoint import load_checkpoint
-from kerazoo.pretrained.convert import Converter
-from kerazoo.pretrained.convert import torch_batch_norm
-from kerazoo.pretrained.convert import torch_conv
-from kerazoo.pretrained.convert import torch_depthwise
-from kerazoo.pretrained.convert import torch_head
+from kerazoo.weights.assign import WeightMismatchError
+from kerazoo.weights.checkpoint import load_checkpoint
+from kerazoo.weights.convert import Converter
+from kerazoo.weights.convert import torch_batch_norm
+from kerazoo.weights.convert import torch_conv
+from kerazoo.weights.convert import torch_depthwise
+from kerazoo.weights.convert import torch_head
 
 # The official weights were trained in TensorFlow, with its batch-norm epsilon.
 _EPSILON = 1e-3

@@ -4,12 +4,12 @@
 dropout and trainable parameters (1000 classes): B0-B7 as keras.applications
 reports them; Lite0-2 as the official EfficientNet-Lite weights; Lite3/4 as
 built here (published rounded: 8.2M, 13.0M). `WEIGHTS`: the family's manifest
-entries (`kerazoo.pretrained.manifest`).
+entries (`kerazoo.weights.manifest`).
 """
 
 from kerazoo.models.efficientnet.convert_keras import EfficientNetKerasConverter
-from kerazoo.pretrained.keras_applications import imagenet_weights
-from kerazoo.pretrained.manifest import WeightsEntry
+from kerazoo.weights.keras_applications import imagenet_weights
+from kerazoo.weights.manifest import WeightsEntry
 
 PAPER = (
     "Tan & Le, EfficientNet: Rethinking Model Scaling for Convolutional Neural "

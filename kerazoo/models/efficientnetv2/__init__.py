@@ -18,8 +18,8 @@ from kerazoo.models.efficientnetv2.presets import PAPER
 from kerazoo.models.efficientnetv2.presets import PRESETS
 from kerazoo.models.efficientnetv2.presets import WEIGHTS
 from kerazoo.models.registry import register_model
-from kerazoo.pretrained.convert import register_converter
-from kerazoo.pretrained.manifest import register_weights
+from kerazoo.weights.convert import register_converter
+from kerazoo.weights.manifest import register_weights
 
 __all__ = [
     "ARCHITECTURES",

@@ -4,12 +4,12 @@
 default input size, preprocessing, trainable parameters (1000 classes, equal
 to keras.applications' for the same configuration; the tests build B0 and S of
 both, the zoo tests build every one) and keras.applications' constructor.
-`WEIGHTS`: the family's manifest entries (`kerazoo.pretrained.manifest`):
+`WEIGHTS`: the family's manifest entries (`kerazoo.weights.manifest`):
 keras.applications' ImageNet files of every variant.
 """
 
 from kerazoo.models.efficientnetv2.convert_keras import EfficientNetV2KerasConverter
-from kerazoo.pretrained.keras_applications import imagenet_weights
+from kerazoo.weights.keras_applications import imagenet_weights
 
 PAPER = "Tan & Le, EfficientNetV2: Smaller Models and Faster Training, ICML 2021"
 

@@ -25,8 +25,8 @@ from kerazoo.models.mobilenet.presets import PAPER_V3
 from kerazoo.models.mobilenet.presets import PRESETS
 from kerazoo.models.mobilenet.presets import WEIGHTS
 from kerazoo.models.registry import register_model
-from kerazoo.pretrained.convert import register_converter
-from kerazoo.pretrained.manifest import register_weights
+from kerazoo.weights.convert import register_converter
+from kerazoo.weights.manifest import register_weights
 
 __all__ = ["PRESETS", "WEIGHTS", "mobilenet_v2_body", "mobilenet_v3_body"]
 

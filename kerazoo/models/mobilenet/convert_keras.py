@@ -8,15 +8,15 @@ MobileNetV3's two 1x1 convolutions on the pooled features (`conv_2`,
 the same kernels without their 1x1 window.
 """
 
-from kerazoo.pretrained.assign import HEAD
-from kerazoo.pretrained.convert import Port
-from kerazoo.pretrained.convert import body_stages
-from kerazoo.pretrained.convert import keras_batch_norm
-from kerazoo.pretrained.convert import keras_conv_bn
-from kerazoo.pretrained.convert import keras_head
-from kerazoo.pretrained.convert import keras_layer
-from kerazoo.pretrained.convert import stage_blocks
-from kerazoo.pretrained.keras_applications import KerasApplicationConverter
+from kerazoo.weights.assign import HEAD
+from kerazoo.weights.convert import Port
+from kerazoo.weights.convert import body_stages
+from kerazoo.weights.convert import keras_batch_norm
+from kerazoo.weights.convert import keras_conv_bn
+from kerazoo.weights.convert import keras_head
+from kerazoo.weights.convert import keras_layer
+from kerazoo.weights.convert import stage_blocks
+from kerazoo.weights.keras_applications import KerasApplicationConverter
 
 V2_WIDTHS = ("035", "050", "075", "100", "130", "140")
 

@@ -3,14 +3,14 @@
 `PRESETS`: name -> architecture options and trainable parameters (1000
 classes), each equal to keras.applications' for the same configuration (the
 tests build both). `WEIGHTS`: the family's manifest entries
-(`kerazoo.pretrained.manifest`): keras.applications' ImageNet files of
+(`kerazoo.weights.manifest`): keras.applications' ImageNet files of
 MobileNetV3 Small and Large. Keras publishes no checksum for MobileNetV2's
 files (nor a way to ask its constructor for the minimalistic ones through the
 cache), so those are ported with `from_keras_application` only.
 """
 
 from kerazoo.models.mobilenet.convert_keras import MobileNetV3KerasConverter
-from kerazoo.pretrained.keras_applications import imagenet_weights
+from kerazoo.weights.keras_applications import imagenet_weights
 
 PAPER_V2 = (
     "Sandler et al., MobileNetV2: Inverted Residuals and Linear Bottlenecks, CVPR 2018"

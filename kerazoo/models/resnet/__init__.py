@@ -14,8 +14,8 @@ from kerazoo.models.resnet.presets import PRESETS
 from kerazoo.models.resnet.presets import WEIGHTS
 from kerazoo.models.resnet.resnet import cifar_body
 from kerazoo.models.resnet.resnet import resnet_body
-from kerazoo.pretrained.convert import register_converter
-from kerazoo.pretrained.manifest import register_weights
+from kerazoo.weights.convert import register_converter
+from kerazoo.weights.manifest import register_weights
 
 __all__ = ["PRESETS", "WEIGHTS", "cifar_body", "resnet_body"]
 

@@ -2,11 +2,11 @@
 layer names (`conv{stage}_block{block}_{conv}_conv`) onto the model's
 variables, each convolution's bias folded into the batch norm after it."""
 
-from kerazoo.pretrained.convert import body_stages
-from kerazoo.pretrained.convert import keras_conv_bn
-from kerazoo.pretrained.convert import keras_head
-from kerazoo.pretrained.convert import stage_blocks
-from kerazoo.pretrained.keras_applications import KerasApplicationConverter
+from kerazoo.weights.convert import body_stages
+from kerazoo.weights.convert import keras_conv_bn
+from kerazoo.weights.convert import keras_head
+from kerazoo.weights.convert import stage_blocks
+from kerazoo.weights.keras_applications import KerasApplicationConverter
 
 
 class ResNetKerasConverter(KerasApplicationConverter):

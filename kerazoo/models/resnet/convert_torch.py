@@ -22,13 +22,13 @@ projections sample pixels 0, 2, 4, ... as torch's do with `padding=0`.)
 
 import re
 
-from kerazoo.pretrained.assign import WeightMismatchError
-from kerazoo.pretrained.convert import Converter
-from kerazoo.pretrained.convert import body_stages
-from kerazoo.pretrained.convert import stage_blocks
-from kerazoo.pretrained.convert import torch_batch_norm
-from kerazoo.pretrained.convert import torch_conv
-from kerazoo.pretrained.convert import torch_head
+from kerazoo.weights.assign import WeightMismatchError
+from kerazoo.weights.convert import Converter
+from kerazoo.weights.convert import body_stages
+from kerazoo.weights.convert import stage_blocks
+from kerazoo.weights.convert import torch_batch_norm
+from kerazoo.weights.convert import torch_conv
+from kerazoo.weights.convert import torch_head
 
 # torchvision's and timm's batch-norm epsilon (PyTorch's default).
 _EPSILON = 1e-5

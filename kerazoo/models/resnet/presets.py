@@ -3,11 +3,11 @@
 `PRESETS`: name -> architecture options and trainable parameters (1000
 classes for the ImageNet networks, 10 for the CIFAR ones; the tests build
 every model and check them). `WEIGHTS`: the manifest entries of the family
-(`kerazoo.pretrained.manifest`), where each file comes from and its checksum.
+(`kerazoo.weights.manifest`), where each file comes from and its checksum.
 """
 
 from kerazoo.models.resnet.convert_keras import ResNetKerasConverter
-from kerazoo.pretrained.keras_applications import imagenet_weights
+from kerazoo.weights.keras_applications import imagenet_weights
 
 PAPER = "He et al., Deep Residual Learning for Image Recognition, CVPR 2016"
 

@@ -13,9 +13,9 @@ from torch_format import Tensor
 from torch_format import write_legacy
 from torch_format import write_zip
 
-from kerazoo.pretrained import CheckpointFormatError
-from kerazoo.pretrained import UnsafeCheckpointError
-from kerazoo.pretrained import load_checkpoint
+from kerazoo.weights import CheckpointFormatError
+from kerazoo.weights import UnsafeCheckpointError
+from kerazoo.weights import load_checkpoint
 
 
 def _example():

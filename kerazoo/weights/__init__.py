@@ -5,7 +5,7 @@ and without running code from the file; `load_safetensors(path)` reads
 `.safetensors` files, with NumPy only. `load_pretrained(model, name, tag)`
 puts a manifest entry's weights into a kerazoo model, after checking the file's
 sha256; `create_model(name, weights="imagenet")` calls it. Every weight source
-maps onto the model through a `Converter` (`kerazoo.pretrained.convert`), which
+maps onto the model through a `Converter` (`kerazoo.weights.convert`), which
 checks every variable and shape before it assigns anything.
 
 This package sits below `kerazoo.models` and never imports it: it takes a built
@@ -13,26 +13,26 @@ model, and where it must build one itself (porting keras.applications weights,
 `from_keras_application`) it is given `build=kerazoo.models.create_model`.
 """
 
-from kerazoo.pretrained.assign import WeightMismatchError
-from kerazoo.pretrained.cache import cached_weights
-from kerazoo.pretrained.checkpoint import CheckpointFormatError
-from kerazoo.pretrained.checkpoint import UnsafeCheckpointError
-from kerazoo.pretrained.checkpoint import load_checkpoint
-from kerazoo.pretrained.convert import Converter
-from kerazoo.pretrained.convert import Port
-from kerazoo.pretrained.convert import SamePaths
-from kerazoo.pretrained.convert import find_converter
-from kerazoo.pretrained.convert import register_converter
-from kerazoo.pretrained.keras_applications import from_keras_application
-from kerazoo.pretrained.manifest import MANIFEST
-from kerazoo.pretrained.manifest import WeightsEntry
-from kerazoo.pretrained.manifest import WeightsIntegrityError
-from kerazoo.pretrained.manifest import WeightsUnavailableError
-from kerazoo.pretrained.manifest import available_weights
-from kerazoo.pretrained.manifest import find_weights
-from kerazoo.pretrained.manifest import register_weights
-from kerazoo.pretrained.manifest import weights_file
-from kerazoo.pretrained.safetensors_files import load_safetensors
+from kerazoo.weights.assign import WeightMismatchError
+from kerazoo.weights.cache import cached_weights
+from kerazoo.weights.checkpoint import CheckpointFormatError
+from kerazoo.weights.checkpoint import UnsafeCheckpointError
+from kerazoo.weights.checkpoint import load_checkpoint
+from kerazoo.weights.convert import Converter
+from kerazoo.weights.convert import Port
+from kerazoo.weights.convert import SamePaths
+from kerazoo.weights.convert import find_converter
+from kerazoo.weights.convert import register_converter
+from kerazoo.weights.keras_applications import from_keras_application
+from kerazoo.weights.manifest import MANIFEST
+from kerazoo.weights.manifest import WeightsEntry
+from kerazoo.weights.manifest import WeightsIntegrityError
+from kerazoo.weights.manifest import WeightsUnavailableError
+from kerazoo.weights.manifest import available_weights
+from kerazoo.weights.manifest import find_weights
+from kerazoo.weights.manifest import register_weights
+from kerazoo.weights.manifest import weights_file
+from kerazoo.weights.safetensors_files import load_safetensors
 
 __all__ = [
     "MANIFEST",
@@ -62,7 +62,7 @@ def load_pretrained(model, name, tag, head=True, log=print, *, build=None):
     The file's sha256 is checked before it is read; every shape is checked
     before anything is assigned. With `head=False` the classifier keeps its
     own (new) weights. Weights ported from keras.applications are downloaded
-    and ported once, into the cache (`kerazoo.pretrained.cache`); `log`
+    and ported once, into the cache (`kerazoo.weights.cache`); `log`
     receives the progress of that, and `build` (`kerazoo.models.create_model`)
     builds the model they are ported into.
     """

@@ -19,9 +19,9 @@ import pytest
 import safetensors.numpy
 
 from kerazoo.models import create_model
-from kerazoo.pretrained import WeightMismatchError
-from kerazoo.pretrained.convert import TORCH_NAMES
-from kerazoo.pretrained.torch_files import load_torch_file
+from kerazoo.weights import WeightMismatchError
+from kerazoo.weights.convert import TORCH_NAMES
+from kerazoo.weights.torch_files import load_torch_file
 
 SIDE = 64
 CLASSES = 10

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from kerazoo.models import create_model
-from kerazoo.pretrained import WeightMismatchError
-from kerazoo.pretrained.files import load_weights_file
+from kerazoo.weights import WeightMismatchError
+from kerazoo.weights.files import load_weights_file
 
 SHAPE = (32, 32, 3)
 

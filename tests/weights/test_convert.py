@@ -7,21 +7,21 @@ import numpy as np
 import pytest
 
 from kerazoo.layers import BatchNormalization
-from kerazoo.pretrained import WeightMismatchError
-from kerazoo.pretrained.convert import Converter
-from kerazoo.pretrained.convert import Port
-from kerazoo.pretrained.convert import SamePaths
-from kerazoo.pretrained.convert import conv_kernel
-from kerazoo.pretrained.convert import dense_kernel
-from kerazoo.pretrained.convert import depthwise_kernel
-from kerazoo.pretrained.convert import fold_bias_into_mean
-from kerazoo.pretrained.convert import keras_conv_bn
-from kerazoo.pretrained.convert import keras_head
-from kerazoo.pretrained.convert import torch_batch_norm
-from kerazoo.pretrained.convert import torch_conv
-from kerazoo.pretrained.convert import torch_depthwise
-from kerazoo.pretrained.convert import torch_head
-from kerazoo.pretrained.convert import variance_for_epsilon
+from kerazoo.weights import WeightMismatchError
+from kerazoo.weights.convert import Converter
+from kerazoo.weights.convert import Port
+from kerazoo.weights.convert import SamePaths
+from kerazoo.weights.convert import conv_kernel
+from kerazoo.weights.convert import dense_kernel
+from kerazoo.weights.convert import depthwise_kernel
+from kerazoo.weights.convert import fold_bias_into_mean
+from kerazoo.weights.convert import keras_conv_bn
+from kerazoo.weights.convert import keras_head
+from kerazoo.weights.convert import torch_batch_norm
+from kerazoo.weights.convert import torch_conv
+from kerazoo.weights.convert import torch_depthwise
+from kerazoo.weights.convert import torch_head
+from kerazoo.weights.convert import variance_for_epsilon
 
 
 def _model(classes=3, epsilon=1e-3):
@@ -234,9 +234,9 @@ def test_keras_sources_fold_conv_biases_and_same_paths_copy():
 
 def test_converters_and_weights_are_found_by_their_source():
     import kerazoo.models  # noqa: F401  (the families register theirs)
-    from kerazoo.pretrained import manifest
-    from kerazoo.pretrained.convert import find_converter
-    from kerazoo.pretrained.convert import register_converter
+    from kerazoo.weights import manifest
+    from kerazoo.weights.convert import find_converter
+    from kerazoo.weights.convert import register_converter
 
     lite = find_converter("efficientnet_lite", "efficientnet_lite0")
     assert type(lite).__name__ == "EfficientNetLiteConverter"

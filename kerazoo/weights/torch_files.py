@@ -4,7 +4,8 @@
 A checkpoint is read by `load_checkpoint`, a `.safetensors` file by
 `load_safetensors` (NumPy only; no torch, no code from the file). When a
 registered converter knows the file's names for this model (torchvision's and
-timm's ResNets: `kerazoo.models.resnet.convert_torch`), it maps them and no
+timm's ResNets and ConvNeXts: `kerazoo.models.resnet.convert_torch`,
+`kerazoo.models.convnext.convert_torch`), it maps them and no
 `weights_map` is needed; its checks are the converter's (every variable
 filled, every tensor used, every shape right). `create_model` reads the file
 first and builds the model with that converter's `options` (for the ResNets,
@@ -19,7 +20,7 @@ convolution kernels OIHW -> HWIO, depthwise (C, 1, kh, kw) -> (kh, kw, C, 1),
 `running_mean`/`running_var` need only their names mapped. Everything is
 checked before anything is assigned: a variable the map leaves out, a key the
 checkpoint lacks and a shape mismatch are each named, and nothing is loaded.
-The layout transforms are the converters' (`kerazoo.pretrained.convert`).
+The layout transforms are the converters' (`kerazoo.weights.convert`).
 """
 
 import difflib
@@ -27,16 +28,16 @@ import pathlib
 
 import numpy as np
 
-from kerazoo.pretrained import convert
-from kerazoo.pretrained.assign import HEAD
-from kerazoo.pretrained.assign import WeightMismatchError
-from kerazoo.pretrained.assign import assign_from
-from kerazoo.pretrained.checkpoint import load_checkpoint
-from kerazoo.pretrained.convert import conv_kernel
-from kerazoo.pretrained.convert import dense_kernel
-from kerazoo.pretrained.convert import depthwise_kernel
-from kerazoo.pretrained.safetensors_files import SUFFIX as SAFETENSORS
-from kerazoo.pretrained.safetensors_files import load_safetensors
+from kerazoo.weights import convert
+from kerazoo.weights.assign import HEAD
+from kerazoo.weights.assign import WeightMismatchError
+from kerazoo.weights.assign import assign_from
+from kerazoo.weights.checkpoint import load_checkpoint
+from kerazoo.weights.convert import conv_kernel
+from kerazoo.weights.convert import dense_kernel
+from kerazoo.weights.convert import depthwise_kernel
+from kerazoo.weights.safetensors_files import SUFFIX as SAFETENSORS
+from kerazoo.weights.safetensors_files import load_safetensors
 
 SUFFIXES = (".pth", ".pt", ".bin", ".ckpt", SAFETENSORS)
 
@@ -105,7 +106,7 @@ def load_torch_file(model, path, weights_map=None, reset_head=False, tensors=Non
             `.safetensors` file.
         weights_map: dict `{variable path: checkpoint key}` or a function of
             the variable path returning the key; None: the names must be
-            known to a registered converter (torchvision/timm ResNets).
+            known to a registered converter (torchvision/timm ResNets, ConvNeXts).
         reset_head: Keep the model's `predictions` layer when the
             checkpoint's has another shape (another number of classes).
         tensors: The file's tensors when already read (`read_tensors(path)`).

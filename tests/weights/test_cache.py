@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 
 from kerazoo.models import create_model
-from kerazoo.pretrained import WeightsIntegrityError
-from kerazoo.pretrained import WeightsUnavailableError
-from kerazoo.pretrained import cache
-from kerazoo.pretrained import manifest
+from kerazoo.weights import WeightsIntegrityError
+from kerazoo.weights import WeightsUnavailableError
+from kerazoo.weights import cache
+from kerazoo.weights import manifest
 
 SIZE = 64
 

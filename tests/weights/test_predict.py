@@ -6,8 +6,8 @@ from PIL import Image
 from skimage import data
 
 from kerazoo.cli import main
-from kerazoo.pretrained.predict import imagenet_class_names
-from kerazoo.pretrained.predict import load_image
+from kerazoo.weights.predict import imagenet_class_names
+from kerazoo.weights.predict import load_image
 
 
 def test_imagenet_class_names_are_in_label_order():

@@ -17,9 +17,9 @@ import numpy as np
 from kerazoo._compat import assign_shape_mismatch
 from kerazoo._compat import weights_h5_shape
 from kerazoo.api import load_model
-from kerazoo.pretrained.assign import HEAD
-from kerazoo.pretrained.assign import WeightMismatchError
-from kerazoo.pretrained.assign import assign_from
+from kerazoo.weights.assign import HEAD
+from kerazoo.weights.assign import WeightMismatchError
+from kerazoo.weights.assign import assign_from
 
 SUFFIXES = (".keras", ".weights.h5")
 

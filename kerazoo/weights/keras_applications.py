@@ -11,10 +11,10 @@ ports only rename, and fold a convolution's bias into the batch norm after it.
 
 import numpy as np
 
-from kerazoo.pretrained.convert import Converter
-from kerazoo.pretrained.convert import converted_models
-from kerazoo.pretrained.convert import find_converter
-from kerazoo.pretrained.manifest import WeightsEntry
+from kerazoo.weights.convert import Converter
+from kerazoo.weights.convert import converted_models
+from kerazoo.weights.convert import find_converter
+from kerazoo.weights.manifest import WeightsEntry
 
 SOURCE = "keras_applications"
 

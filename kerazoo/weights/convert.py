@@ -26,9 +26,9 @@ Example:
 import keras
 import numpy as np
 
-from kerazoo.pretrained.convert import Converter
-from kerazoo.pretrained.convert import torch_conv
-from kerazoo.pretrained.convert import torch_head
+from kerazoo.weights.convert import Converter
+from kerazoo.weights.convert import torch_conv
+from kerazoo.weights.convert import torch_head
 
 
 class TinyConverter(Converter):
@@ -61,9 +61,9 @@ import re
 
 import numpy as np
 
-from kerazoo.pretrained.assign import HEAD
-from kerazoo.pretrained.assign import WeightMismatchError
-from kerazoo.pretrained.assign import assign_checked
+from kerazoo.weights.assign import HEAD
+from kerazoo.weights.assign import WeightMismatchError
+from kerazoo.weights.assign import assign_checked
 
 # How many mismatches an error names before counting the rest.
 _SHOWN = 3

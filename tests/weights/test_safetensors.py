@@ -23,13 +23,13 @@ import safetensors.numpy
 from torch_format import write_state_dict
 
 from kerazoo.models import create_model
-from kerazoo.pretrained import CheckpointFormatError
-from kerazoo.pretrained import WeightMismatchError
-from kerazoo.pretrained import load_safetensors
-from kerazoo.pretrained.convert import TORCH_NAMES
-from kerazoo.pretrained.convert import body_stages
-from kerazoo.pretrained.convert import stage_blocks
-from kerazoo.pretrained.torch_files import load_torch_file
+from kerazoo.weights import CheckpointFormatError
+from kerazoo.weights import WeightMismatchError
+from kerazoo.weights import load_safetensors
+from kerazoo.weights.convert import TORCH_NAMES
+from kerazoo.weights.convert import body_stages
+from kerazoo.weights.convert import stage_blocks
+from kerazoo.weights.torch_files import load_torch_file
 
 # Any side; the torch test checks an even one (64) too, where Keras's "same"
 # padding and PyTorch's differ.

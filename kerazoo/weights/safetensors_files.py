@@ -4,15 +4,16 @@ A safetensors file is a JSON header (each tensor's dtype, shape and byte
 range) followed by the raw tensors: no pickle, nothing in it runs. It is read
 with `safetensors` and NumPy, so torch is not needed. `create_model(name,
 weights="model.safetensors")` loads one as it loads a PyTorch checkpoint
-(`kerazoo.pretrained.torch_files`): through a registered converter that knows
-the file's names (torchvision's and timm's ResNets), or with `weights_map`.
+(`kerazoo.weights.torch_files`): through a registered converter that knows
+the file's names (torchvision's and timm's ResNets and ConvNeXts), or with
+`weights_map`.
 """
 
 import os
 
 import numpy as np
 
-from kerazoo.pretrained.checkpoint import CheckpointFormatError
+from kerazoo.weights.checkpoint import CheckpointFormatError
 
 SUFFIX = ".safetensors"
 

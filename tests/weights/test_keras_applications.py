@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from kerazoo.models import create_model
-from kerazoo.pretrained import WeightMismatchError
-from kerazoo.pretrained import from_keras_application
 from kerazoo.testing import perturb_keras_weights
+from kerazoo.weights import WeightMismatchError
+from kerazoo.weights import from_keras_application
 
 CASES = {
     "resnet50": (keras.applications.ResNet50, keras.applications.resnet50),
