@@ -285,6 +285,7 @@ def _cmd_finetune(args):
     from kerazoo.distributed import DistributedError
     from kerazoo.distributed import current
     from kerazoo.distributed import start
+    from kerazoo.distributed import watching_peers
     from kerazoo.recipes import RecipeError
 
     try:
@@ -314,7 +315,8 @@ def _cmd_finetune(args):
         flush=True,
     )
     try:
-        report = run(recipe, restart=args.restart, log=_log, cluster=cluster)
+        with watching_peers():
+            report = run(recipe, restart=args.restart, log=_log, cluster=cluster)
     except (
         FinetuneError,
         ExportError,

@@ -19,8 +19,11 @@ How a process learns where the others are, in this order:
 
 A process that does not join within `timeout` seconds
 (`--distributed-timeout`, `KERAZOO_DISTRIBUTED_TIMEOUT`) ends every process
-that waits for it, with a message naming it; a process that dies later is
-noticed by JAX's heartbeat within the same time.
+that waits for it, with a message naming it. A process that dies later breaks
+the next collective of the others (gloo reports its closed connection at
+once), and `watching_peers` ends each of them with a message naming the
+processes it may have been and the way to resume; one blocked outside a
+collective is ended by JAX's heartbeat within `timeout`.
 
 Data: each process reads its own shard of the training split
 (`ImageData.sharded`), repeated so that every process runs the same number of
@@ -30,6 +33,7 @@ last batch padded with rows of weight 0, so the numbers are those of one
 process.
 """
 
+import contextlib
 import dataclasses
 import os
 import re
@@ -396,6 +400,45 @@ def start(cluster=None, log=print):
     )
     _started.update(cluster=cluster, world=world)
     return world
+
+
+@contextlib.contextmanager
+def watching_peers(world=None):
+    """Ends this process with a clear message when its job of several
+    processes loses one: a JAX runtime error (in practice a collective whose
+    peer is gone) inside the block prints which processes it can have been
+    and how to resume, then exits with status 1 at once. Exiting normally
+    would run `jax.distributed`'s shutdown barrier, which the dead peer can
+    never reach, and abort with a C++ stack trace. One process: errors pass.
+    """
+    world = current() if world is None else world
+    try:
+        yield
+    except Exception as error:
+        if world.num_processes < 2:
+            raise
+        import jax  # the job runs on JAX
+
+        if not isinstance(error, jax.errors.JaxRuntimeError):
+            raise
+        others = [i for i in range(world.num_processes) if i != world.process_id]
+        who = (
+            f"process {others[0]}"
+            if len(others) == 1
+            else f"one of processes {', '.join(map(str, others))}"
+        )
+        said = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        sys.stderr.write(
+            f"kerazoo: error: process {world.process_id} of "
+            f"{world.num_processes} stopped: an operation across the processes "
+            f"failed ({said[:300]}). Another process of the job ({who}) most "
+            "likely died or was stopped: its own log says why. Restart every "
+            "process with --resume; the run continues from its last finished "
+            "epoch.\n"
+        )
+        sys.stderr.flush()
+        sys.stdout.flush()
+        os._exit(1)
 
 
 def _initialize(cluster, log):

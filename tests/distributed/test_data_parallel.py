@@ -2,10 +2,11 @@
 collectives), started as a user would start them: `kerazoo finetune RECIPE
 --coordinator HOST:PORT --num-processes 2 --process-id I`.
 
-One job is fine-tuned, killed (both processes) after stage 2's first epoch
-and resumed; its weights are compared across the processes and with one
-process trained on the same global batches. The recipe trains on whole-split
-batches, so one process and two see the same gradients."""
+One job is fine-tuned, its process 1 killed after stage 2's first epoch
+(process 0 must then stop by itself, saying why), and resumed; its weights
+are compared across the processes and with one process trained on the same
+global batches. The recipe trains on whole-split batches, so one process and
+two see the same gradients."""
 
 import json
 import os
@@ -26,6 +27,7 @@ import h5py
 RECIPE = pathlib.Path(__file__).with_name("tiny.yaml").resolve()
 ROOT = RECIPE.parents[2]
 RUN_LIMIT = 480  # seconds a run of the tiny recipe may take on a busy 2-core host
+PEER_LOST_LIMIT = 60  # seconds process 0 may go on after process 1 died
 
 
 def _free_port():
@@ -116,14 +118,14 @@ def _tail(proc):
     return _output(proc)[-4000:]
 
 
-def _kill_after_epoch(procs, backup, epoch, limit=RUN_LIMIT):
-    """SIGKILLs every process once `backup` holds `epoch` (a job killed
-    mid-stage)."""
+def _kill_after_epoch(procs, backup, epoch, limit=RUN_LIMIT, victims=None):
+    """SIGKILLs `victims` (default: every process) once `backup` holds
+    `epoch` (a job killed mid-stage)."""
     metadata = backup / "training_metadata.json"
     deadline = time.monotonic() + limit
     while time.monotonic() < deadline:
         if metadata.exists() and json.loads(metadata.read_text())["epoch"] >= epoch:
-            _stop(procs)
+            _stop(procs if victims is None else victims)
             return
         if any(proc.poll() is not None for proc in procs):
             _stop(procs)
@@ -157,10 +159,23 @@ def _job(tmp):
         _start(tmp, 0, out, port=port),
         _start(tmp, 1, elsewhere, port=port),
     ]
-    _kill_after_epoch(first, out / "backup" / "stage2", 1)
+    # Process 1 dies mid-stage 2; process 0 must end by itself, soon, saying
+    # why (its next gradient all-reduce fails).
+    _kill_after_epoch(first, out / "backup" / "stage2", 1, victims=first[1:])
+    killed_at = time.monotonic()
+    try:
+        first[0].wait(timeout=PEER_LOST_LIMIT)
+    except subprocess.TimeoutExpired:
+        _stop(first)
+        pytest.fail(
+            f"process 0 still runs {PEER_LOST_LIMIT} s after process 1 died:\n"
+            + _tail(first[0])
+        )
     killed = {
         "process1_output_exists": elsewhere.exists(),
         "logs": [_output(p) for p in first],
+        "process0_status": first[0].returncode,
+        "process0_seconds": time.monotonic() - killed_at,
     }
     port = _free_port()
     resumed = _finish([_start(tmp, i, out, port=port) for i in (0, 1)])
@@ -182,6 +197,13 @@ def _job(tmp):
 def _check_resumed(job):
     first0, first1 = job["killed"]["logs"]
     assert "stage 1 done" in first0 and "stage 1 done" in first1
+    # Process 0 outlived process 1 by an all-reduce, not by a hang, and said
+    # whom it lost and how to go on, with no C++ abort.
+    assert job["killed"]["process0_status"] == 1, first0[-3000:]
+    assert "process 0 of 2 stopped: an operation across the processes" in first0
+    assert "Another process of the job (process 1) most likely died" in first0
+    assert "Restart every process with --resume" in first0
+    assert "Check failure stack trace" not in first0
     for log in job["logs"]:
         assert "stage 1: done earlier" in log
         assert "stage 2: resuming after epoch 1 of 3" in log
