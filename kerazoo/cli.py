@@ -50,6 +50,18 @@ def _backend():
     return keras.backend.backend()
 
 
+def _header(what):
+    """Print the first line of a long command: the version, what it runs and the
+    backend."""
+    print(f"kerazoo {kerazoo.__version__} {what} (backend {_backend()})", flush=True)
+
+
+def _error(command, message, status=1):
+    """Print `kerazoo COMMAND: error: MESSAGE` to stderr; return the exit status."""
+    print(f"kerazoo {command}: error: {message}", file=sys.stderr)
+    return status
+
+
 def _cmd_demo(args):
     from kerazoo.demo import run_demo
 
@@ -106,8 +118,7 @@ def _cmd_init_report(args):
             output_dir=args.output_dir,
         )
     except (ValueError, NotImplementedError) as error:
-        print(f"kerazoo init-report: error: {error}", file=sys.stderr)
-        return 2
+        return _error("init-report", error, status=2)
     return 0
 
 
@@ -123,11 +134,7 @@ def _cmd_weights(args):
     for name in args.fetch or []:
         if name not in known:
             hint = did_you_mean(name, known)
-            print(
-                f"kerazoo weights: error: no weights for {name!r}.{hint}",
-                file=sys.stderr,
-            )
-            return 2
+            return _error("weights", f"no weights for {name!r}.{hint}", status=2)
     for entry in manifest.MANIFEST:
         if entry.model not in (args.fetch or []) or entry.tag != args.tag:
             continue
@@ -137,8 +144,7 @@ def _cmd_weights(args):
             else:
                 cache.report_package_weights(entry, build=create_model)
         except (WeightsUnavailableError, WeightsIntegrityError) as error:
-            print(f"kerazoo weights: error: {error}", file=sys.stderr)
-            return 1
+            return _error("weights", error)
     print(f"cache: {cache.kerazoo_home()}")
     rows = [("model", "tag", "source", "status")]
     for entry in manifest.MANIFEST:
@@ -177,8 +183,7 @@ def _cmd_models(args):
     try:
         options = dict(_parse_option(o) for o in args.option or [])
     except ValueError as error:
-        print(f"kerazoo models: error: {error}", file=sys.stderr)
-        return 2
+        return _error("models", error, status=2)
     build = args.count or args.flops or bool(options)
     if build:
         from kerazoo.models import list_models
@@ -207,8 +212,7 @@ def _cmd_models(args):
             try:
                 model = create_model(name, **options)
             except (TypeError, ValueError) as error:
-                print(f"kerazoo models: error: {name}: {error}", file=sys.stderr)
-                return 2
+                return _error("models", f"{name}: {error}", status=2)
             params = count_trainable_params(model)
             if args.flops:
                 row.append(f"{flops(model) / 1e9:.2f}")
@@ -259,7 +263,7 @@ def _load_recipe(args, command):
     try:
         return load_recipe(args.recipe, args.set)
     except RecipeError as error:
-        print(f"kerazoo {command}: error: {error}", file=sys.stderr)
+        _error(command, error)
         return None
 
 
@@ -300,8 +304,7 @@ def _cmd_finetune(args):
         if _recipe_distribution(args) == "data_parallel":
             start(cluster, log=_log)
     except DistributedError as error:
-        print(f"kerazoo finetune: error: {error}", file=sys.stderr)
-        return 2
+        return _error("finetune", error, status=2)
     recipe = _load_recipe(args, "finetune")
     if recipe is None:
         return 2
@@ -309,11 +312,7 @@ def _cmd_finetune(args):
     from kerazoo.finetune import FinetuneError
     from kerazoo.finetune import run
 
-    print(
-        f"kerazoo {kerazoo.__version__} finetune {args.recipe} -> "
-        f"{recipe.output_dir} (backend {_backend()})",
-        flush=True,
-    )
+    _header(f"finetune {args.recipe} -> {recipe.output_dir}")
     try:
         with watching_peers():
             report = run(recipe, restart=args.restart, log=_log, cluster=cluster)
@@ -324,8 +323,7 @@ def _cmd_finetune(args):
         ValueError,
         FileNotFoundError,
     ) as error:
-        print(f"kerazoo finetune: error: {error}", file=sys.stderr)
-        return 1
+        return _error("finetune", error)
     after1 = report["stage1"].get("test_accuracy")
     after1 = f" (after stage 1: {after1:.4f})" if after1 is not None else ""
     print(
@@ -353,8 +351,7 @@ def _cmd_interpret(args):
         images = None if args.images is None else parse_indices(args.images)
         summary = interpret(args.run_dir, images=images, top=args.top, log=_log)
     except (InterpretError, RecipeError, ValueError, FileNotFoundError) as error:
-        print(f"kerazoo interpret: error: {error}", file=sys.stderr)
-        return 1
+        return _error("interpret", error)
     print(
         f"test accuracy {summary['test_accuracy']:.4f}, macro F1 "
         f"{summary['averages']['macro']['f1']:.4f}; open {summary['files']['html']}"
@@ -372,17 +369,12 @@ def _cmd_lr_find(args):
     from kerazoo.finetune.engine import lr_find_dir
 
     out = args.out or str(lr_find_dir(recipe))
-    print(
-        f"kerazoo {kerazoo.__version__} lr-find {args.recipe}, stage {args.stage} "
-        f"-> {out} (backend {_backend()})",
-        flush=True,
-    )
+    _header(f"lr-find {args.recipe}, stage {args.stage} -> {out}")
     options = {"steps": args.steps, "min_lr": args.min_lr, "max_lr": args.max_lr}
     try:
         result = find_learning_rate(recipe, args.stage, out=out, log=_log, **options)
     except (RecipeError, ValueError, FileNotFoundError) as error:
-        print(f"kerazoo lr-find: error: {error}", file=sys.stderr)
-        return 1
+        return _error("lr-find", error)
     print(
         f"suggested learning rate: {result['suggestion']:.3g} ({result['rule']}); "
         f"written {', '.join(result['files'])}"
@@ -401,11 +393,7 @@ def _cmd_audit(args):
     from kerazoo.finetune.audit import describe
 
     out = args.output or str(audit_dir(recipe))
-    print(
-        f"kerazoo {kerazoo.__version__} audit {args.recipe} -> {out} "
-        f"(backend {_backend()})",
-        flush=True,
-    )
+    _header(f"audit {args.recipe} -> {out}")
     try:
         report = audit(
             recipe,
@@ -415,8 +403,7 @@ def _cmd_audit(args):
             log=_log,
         )
     except (AuditError, CacheInUseError, ValueError, FileNotFoundError) as error:
-        print(f"kerazoo audit: error: {error}", file=sys.stderr)
-        return 1
+        return _error("audit", error)
     for line in describe(report):
         print(line)
     print(f"written {', '.join(report['files'].values())}")
@@ -440,8 +427,7 @@ def _cmd_export(args):
                 print(f"{name}: {signature['inputs']} -> {signature['outputs']}")
             return 0
         if not args.name:
-            print("kerazoo export: error: --name is required", file=sys.stderr)
-            return 2
+            return _error("export", "--name is required", status=2)
         export_source(
             args.source,
             args.name,
@@ -461,8 +447,7 @@ def _cmd_export(args):
             log=_log,
         )
     except (ExportError, ValueError, OSError, ImportError) as error:
-        print(f"kerazoo export: error: {error}", file=sys.stderr)
-        return 1
+        return _error("export", error)
     return 0
 
 
@@ -485,8 +470,7 @@ def _cmd_predict(args):
             tta=tta,
         )
     except (ValueError, OSError) as error:
-        print(f"kerazoo predict: error: {error}", file=sys.stderr)
-        return 1
+        return _error("predict", error)
     for path, top in zip(args.images, results, strict=True):
         print(path)
         for index, name, probability in top:
@@ -511,16 +495,11 @@ def _cmd_tune(args):
         os.environ["KERASTUNER_TUNER_ID"] = (
             "chief" if args.chief else f"tuner{args.worker}"
         )
-    print(
-        f"kerazoo {kerazoo.__version__} tune {args.recipe} -> "
-        f"{recipe.output_dir}/search (backend {_backend()})",
-        flush=True,
-    )
+    _header(f"tune {args.recipe} -> {recipe.output_dir}/search")
     try:
         search(recipe, log=_log)
     except (ValueError, FileNotFoundError) as error:
-        print(f"kerazoo tune: error: {error}", file=sys.stderr)
-        return 1
+        return _error("tune", error)
     return 0
 
 
@@ -534,31 +513,26 @@ def _cmd_experiment(args):
         try:
             print(recipe_text(args.name), end="")
         except ExperimentError as error:
-            print(f"kerazoo experiment: error: {error}", file=sys.stderr)
-            return 2
+            return _error("experiment", error, status=2)
         return 0
-    print(
-        f"kerazoo {kerazoo.__version__} experiment (backend {_backend()})", flush=True
-    )
+    _header("experiment")
     try:
         run_experiment(args.name, quick=args.quick, overrides=parse_set(args.set))
     except ExperimentError as error:
-        print(f"kerazoo experiment: error: {error}", file=sys.stderr)
-        return 2
+        return _error("experiment", error, status=2)
     return 0
 
 
 def _cmd_bench(args):
     from kerazoo import bench
 
-    print(f"kerazoo {kerazoo.__version__} bench (backend {_backend()})", flush=True)
+    _header("bench")
     try:
         bench.run(
             args.names, quick=args.quick, jit=args.jit, json_path=args.json, log=_log
         )
     except (ValueError, FileNotFoundError) as error:
-        print(f"kerazoo bench: error: {error}", file=sys.stderr)
-        return 2
+        return _error("bench", error, status=2)
     return 0
 
 
