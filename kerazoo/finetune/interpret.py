@@ -249,8 +249,9 @@ class GradCAM:
     depends on nothing else), else the model's output itself. The model must be
     a chain (each layer feeding the next), as `kerazoo.finetune.build` and
     `create_model` make them: layers before the body, the body, the head.
-    The gradients are TensorFlow's (`tf.GradientTape`): the TensorFlow
-    backend is needed.
+    The gradients are the backend's own: `tf.GradientTape`, `jax.grad` or
+    torch's autograd. Under JAX and torch the feature map must be the body's
+    output (it is for every zoo family); TensorFlow also takes one inside it.
 
     Args:
         model: A functional `keras.Model` with a layer named `body`.
@@ -261,13 +262,6 @@ class GradCAM:
     """
 
     def __init__(self, model):
-        if keras.backend.backend() != "tensorflow":
-            raise InterpretError(
-                "Grad-CAM takes its gradients with TensorFlow, and the Keras "
-                f"backend is {keras.backend.backend()}: run it with "
-                "KERAS_BACKEND=tensorflow (the default; a model.keras loads "
-                "there whichever backend trained it)"
-            )
         names = [layer.name for layer in model.layers]
         if "body" not in names:
             raise InterpretError(
@@ -285,6 +279,15 @@ class GradCAM:
         body = layers[at]
         tensor, self.layer = last_feature_map(body)
         self.shape = tuple(tensor.shape[1:])
+        self.at_output = tensor is body.outputs[0]
+        backend = keras.backend.backend()
+        if backend != "tensorflow" and not self.at_output:
+            raise InterpretError(
+                f"Grad-CAM from a feature map inside the body ({self.layer.name}) "
+                f"takes its gradients with TensorFlow, and the Keras backend is "
+                f"{backend}: run it with KERAS_BACKEND=tensorflow (a model.keras "
+                "loads there whichever backend trained it)"
+            )
         self.body = keras.Model(body.inputs, [tensor, body.outputs[0]])
         last = self.after[-1] if self.after else None
         self.logits_of = None
@@ -295,22 +298,59 @@ class GradCAM:
 
     def scores(self, images):
         """`(feature maps, class scores, probabilities)` of a batch."""
-        x = tf.convert_to_tensor(images, "float32")
+        x = keras.ops.convert_to_tensor(images, "float32")
         for layer in self.before:
             x = layer(x, training=False)
         maps, x = self.body(x, training=False)
+        return (maps, *self._head(x))
+
+    def _head(self, x):
+        """`(class scores, probabilities)` from the body's output."""
         for layer in self.after:
             x = layer(x, training=False)
         if self.logits_of is None:
-            return maps, x, x
+            return x, x
         dense = self.logits_of
-        logits = tf.matmul(tf.cast(x, dense.kernel.dtype), dense.kernel)
+        logits = keras.ops.matmul(keras.ops.cast(x, dense.kernel.dtype), dense.kernel)
         if dense.use_bias:
             logits = logits + dense.bias
         # Softmax ignores what every logit shares, and a head trained briefly
         # keeps much of its random start there: the score is the centred logit.
-        centred = logits - tf.reduce_mean(logits, axis=-1, keepdims=True)
-        return maps, centred, tf.nn.softmax(logits)
+        centred = logits - keras.ops.mean(logits, axis=-1, keepdims=True)
+        return centred, keras.ops.softmax(logits)
+
+    @staticmethod
+    def _picked(scores, classes):
+        """The sum over the batch of each image's score of its class."""
+        scores = keras.ops.cast(scores, "float32")
+        index = keras.ops.cast(keras.ops.reshape(classes, (-1, 1)), "int32")
+        return keras.ops.sum(keras.ops.take_along_axis(scores, index, axis=1))
+
+    def _gradients(self, images, classes):
+        """`(maps, d score / d maps, probabilities)`, the backend's way."""
+        backend = keras.backend.backend()
+        if backend == "tensorflow":
+            with tf.GradientTape() as tape:
+                maps, scores, probabilities = self.scores(images)
+                if classes is None:
+                    classes = keras.ops.argmax(probabilities, axis=-1)
+                picked = self._picked(scores, classes)
+            return maps, tape.gradient(picked, maps), probabilities
+        # The map is the body's output: the score is a function of it alone.
+        maps, scores, probabilities = self.scores(images)
+        if classes is None:
+            classes = keras.ops.argmax(probabilities, axis=-1)
+        classes = keras.ops.convert_to_tensor(classes)
+        if backend == "jax":
+            import jax  # the backend in use
+
+            grads = jax.grad(lambda m: self._picked(self._head(m)[0], classes))(maps)
+            return maps, grads, probabilities
+        if backend == "torch":
+            leaf = maps.detach().requires_grad_(True)
+            self._picked(self._head(leaf)[0], classes).backward()
+            return maps.detach(), leaf.grad, probabilities
+        raise InterpretError(f"Grad-CAM has no gradients under backend {backend}")
 
     def __call__(self, images, classes=None):
         """Grad-CAM maps of `images` (float32, 0-255, the model's input size)
@@ -322,23 +362,14 @@ class GradCAM:
             `(n, classes)` probabilities.
         """
         images = np.asarray(images, "float32")
-        with tf.GradientTape() as tape:
-            maps, scores, probabilities = self.scores(images)
-            if classes is None:
-                classes = tf.argmax(probabilities, axis=-1)
-            picked = tf.gather(
-                tf.cast(scores, "float32"),
-                tf.cast(classes, "int32"),
-                axis=1,
-                batch_dims=1,
-            )
-        grads = tape.gradient(picked, maps)
-        maps, grads = tf.cast(maps, "float32"), tf.cast(grads, "float32")
-        weights = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)
-        cam = tf.nn.relu(tf.reduce_sum(weights * maps, axis=-1)).numpy()
+        maps, grads, probabilities = self._gradients(images, classes)
+        maps = keras.ops.convert_to_numpy(maps).astype("float32")
+        grads = keras.ops.convert_to_numpy(grads).astype("float32")
+        weights = grads.mean(axis=(1, 2), keepdims=True)
+        cam = np.maximum((weights * maps).sum(axis=-1), 0.0)
         peak = cam.reshape(len(cam), -1).max(axis=1).reshape(-1, 1, 1)
         cam = np.where(peak > 0, cam / np.where(peak > 0, peak, 1), 0.0)
-        return cam.astype("float32"), probabilities.numpy()
+        return cam.astype("float32"), keras.ops.convert_to_numpy(probabilities)
 
 
 def upsample(cam, size):

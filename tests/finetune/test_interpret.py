@@ -209,3 +209,32 @@ def test_grad_cam_on_every_family(name):
     assert np.isfinite(maps).all() and maps.min() >= 0 and maps.max() <= 1
     expected = keras.ops.convert_to_numpy(model(images, training=False))
     np.testing.assert_allclose(probabilities, expected, atol=1e-5)
+
+
+def test_grad_cam_equals_its_closed_form_for_a_pooled_linear_head():
+    # Body -> global average pooling -> softmax Dense: the centred logit of
+    # class c is linear in the map, so its gradient at every position is
+    # (W[:, c] - mean_j W[:, j]) / (h * w), whatever the backend's autograd.
+    recipe = validate_recipe(
+        {
+            "model": {"name": "resnet20", "weights": None, "input_size": SIDE},
+            "stage1": {"epochs": 0, "optimizer": {"name": "adam", "learning_rate": 1}},
+            "stage2": {"epochs": 0, "optimizer": {"name": "adam", "learning_rate": 1}},
+        }
+    )
+    parts = build(recipe, 4)
+    model = parts["model"]
+    rng = np.random.default_rng(1)
+    head = model.get_layer("predictions")
+    head.kernel.assign(rng.normal(0, 0.5, head.kernel.shape).astype("float32"))
+    images = rng.uniform(0, 255, (3, SIDE, SIDE, 3)).astype("float32")
+    classes = [0, 3, 1]
+    maps, _ = GradCAM(model)(images, classes=classes)
+    preprocessed = model.get_layer("preprocessing")(images)
+    fmap = keras.ops.convert_to_numpy(parts["body"](preprocessed, training=False))
+    kernel = keras.ops.convert_to_numpy(head.kernel)
+    centred = kernel - kernel.mean(axis=1, keepdims=True)
+    expected = np.maximum(np.einsum("nhwk,kn->nhw", fmap, centred[:, classes]), 0)
+    expected /= expected.reshape(3, -1).max(axis=1).reshape(-1, 1, 1)
+    assert np.ptp(expected) > 0.5
+    np.testing.assert_allclose(maps, expected, atol=1e-4)
