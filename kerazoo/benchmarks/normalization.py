@@ -12,7 +12,6 @@ both sides.
 """
 
 import argparse
-import json
 import os
 import platform
 
@@ -21,6 +20,8 @@ import numpy as np
 
 from kerazoo import layers
 from kerazoo.benchmarks.timing import compare
+from kerazoo.benchmarks.timing import ratio_table
+from kerazoo.benchmarks.timing import write_json
 
 
 def conv_bn_relu_stack(norm_cls, input_shape, depth, filters):
@@ -88,15 +89,9 @@ def main(argv=None):
         f"machine: {platform.machine()}, {os.cpu_count()} CPUs, "
         f"{platform.python_implementation()} {platform.python_version()}"
     )
-    print(f"{'':<14} {'kerazoo ms':>10} {'keras ms':>10} {'ratio':>7}  spread")
-    for name, r in results.items():
-        print(
-            f"{name:<14} {r['a_ms']:>10.2f} {r['b_ms']:>10.2f} "
-            f"{r['ratio_median']:>7.3f}  {r['ratio_min']:.3f}-{r['ratio_max']:.3f}"
-        )
+    ratio_table(results.items())
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"setting": setting, "results": results}, f, indent=2)
+        write_json(args.json, results, setting=setting)
     return results
 
 

@@ -25,7 +25,6 @@ TensorFlow backend only (the compiled function is a `tf.function`).
 """
 
 import argparse
-import json
 import os
 import platform
 
@@ -36,6 +35,8 @@ import tensorflow as tf
 from kerazoo import optimizers
 from kerazoo.benchmarks.timing import APPLICATIONS
 from kerazoo.benchmarks.timing import compare
+from kerazoo.benchmarks.timing import ratio_table
+from kerazoo.benchmarks.timing import write_json
 from kerazoo.benchmarks.timing import zoo_model
 from kerazoo.models import create_model
 
@@ -128,12 +129,7 @@ def train_step(optimizer, size, batch, jit, name="resnet50"):
 
 def _table(title, header_a, header_b, results):
     print(title)
-    print(f"{'':<10} {header_a:>12} {header_b:>12} {'ratio':>7}  spread")
-    for name, r in results.items():
-        print(
-            f"{name:<10} {r['a_ms']:>12.2f} {r['b_ms']:>12.2f} "
-            f"{r['ratio_median']:>7.3f}  {r['ratio_min']:.3f}-{r['ratio_max']:.3f}"
-        )
+    ratio_table(results.items(), (header_a, header_b), label_width=10, ms_width=12)
 
 
 def main(argv=None):
@@ -242,8 +238,7 @@ def main(argv=None):
         )
         results["train_step"] = steps_whole
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"setting": setting, "results": results}, f, indent=2)
+        write_json(args.json, results, setting=setting)
     return results
 
 

@@ -33,6 +33,7 @@ import tensorflow as tf
 
 from kerazoo._compat import sublayers
 from kerazoo.benchmarks.timing import ratio_record
+from kerazoo.benchmarks.timing import ratio_table
 from kerazoo.benchmarks.timing import write_json
 from kerazoo.export import export_saved_model
 from kerazoo.export import fold_batch_norms
@@ -186,12 +187,14 @@ def main(argv=None):
                     name, size, batches, steps, repeats, pathlib.Path(folder), log
                 )
             )
-    log(f"{'':<52} {'ms':>9} {'Keras ms':>9} {'ratio':>7}  spread")
-    for label, r in results.items():
-        log(
-            f"{label:<52} {r['a_ms']:>9.1f} {r['b_ms']:>9.1f} "
-            f"{r['ratio_median']:>7.3f}  {r['ratio_min']:.3f}-{r['ratio_max']:.3f}"
-        )
+    ratio_table(
+        results.items(),
+        ("ms", "Keras ms"),
+        label_width=52,
+        ms_width=9,
+        decimals=1,
+        log=log,
+    )
     if args.json:
         write_json(args.json, results, setting=setting)
     return results

@@ -77,6 +77,26 @@ def ratio_record(ratios, seconds_a, seconds_b):
     }
 
 
+def ratio_table(
+    rows,
+    headers=("kerazoo ms", "keras ms"),
+    label_width=14,
+    ms_width=10,
+    decimals=2,
+    log=print,
+):
+    """Prints a header and one line per `(label, ratio record)`: both median
+    times, the median ratio and its spread."""
+    a, b = headers
+    log(f"{'':<{label_width}} {a:>{ms_width}} {b:>{ms_width}} {'ratio':>7}  spread")
+    for label, r in rows:
+        log(
+            f"{label:<{label_width}} {r['a_ms']:>{ms_width}.{decimals}f} "
+            f"{r['b_ms']:>{ms_width}.{decimals}f} {r['ratio_median']:>7.3f}  "
+            f"{r['ratio_min']:.3f}-{r['ratio_max']:.3f}"
+        )
+
+
 def write_json(path, results, **extra):
     """`results` (and `extra` fields) with the machine's name, to `path`."""
     import json

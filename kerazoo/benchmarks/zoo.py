@@ -8,7 +8,6 @@ timed alternately after warm-up, with `jit_compile` the same on both sides.
 """
 
 import argparse
-import json
 import os
 import platform
 
@@ -17,6 +16,8 @@ import numpy as np
 
 from kerazoo.benchmarks.timing import APPLICATIONS
 from kerazoo.benchmarks.timing import compare
+from kerazoo.benchmarks.timing import ratio_table
+from kerazoo.benchmarks.timing import write_json
 from kerazoo.benchmarks.timing import zoo_model
 
 
@@ -67,17 +68,14 @@ def main(argv=None):
     )
     print(f"\nkerazoo vs keras.applications ({setting})")
     print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs")
-    print(f"{'':17s}{'kerazoo ms':>12s}{'keras ms':>12s}{'ratio':>8s}  spread")
-    for name, r in results.items():
-        for kind in ("train", "predict"):
-            c = r[kind]
-            print(
-                f"{name + ' ' + kind:17s}{c['a_ms']:12.1f}{c['b_ms']:12.1f}"
-                f"{c['ratio_median']:8.3f}  {c['ratio_min']:.3f}-{c['ratio_max']:.3f}"
-            )
+    rows = [
+        (f"{name} {kind}", r[kind])
+        for name, r in results.items()
+        for kind in ("train", "predict")
+    ]
+    ratio_table(rows, label_width=17, ms_width=11, decimals=1)
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"setting": setting, "results": results}, f, indent=2)
+        write_json(args.json, results, setting=setting)
     return results
 
 
