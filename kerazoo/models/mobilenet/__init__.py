@@ -3,7 +3,8 @@
 
 `mobilenet.py` builds them, `presets.py` lists the registered ones and their
 weights, `convert_keras.py` ports keras.applications' MobileNetV2 and
-MobileNetV3.
+MobileNetV3, `convert_torch.py` torchvision's and timm's MobileNetV3 state
+dicts (built with `padding="symmetric"`, PyTorch's padding).
 
 Names: `mobilenet_v2_035` ... `mobilenet_v2_140` (the width times 100),
 `mobilenet_v3_small`, `mobilenet_v3_large`, and the minimalistic variants
@@ -17,6 +18,7 @@ keras.applications' does.
 
 from kerazoo.models.mobilenet.convert_keras import MobileNetV2KerasConverter
 from kerazoo.models.mobilenet.convert_keras import MobileNetV3KerasConverter
+from kerazoo.models.mobilenet.convert_torch import MobileNetV3TorchConverter
 from kerazoo.models.mobilenet.mobilenet import mobilenet_v2_body
 from kerazoo.models.mobilenet.mobilenet import mobilenet_v3_body
 from kerazoo.models.mobilenet.mobilenet import v3_pre_logits
@@ -67,7 +69,7 @@ def _register_v3(name, size, width, params, minimalistic=False):
             "relu" if minimalistic else "hard_swish",
         ),
     )
-    def build(inputs, norm_epsilon=1e-3, norm_momentum=0.99):
+    def build(inputs, norm_epsilon=1e-3, norm_momentum=0.99, padding="same"):
         return mobilenet_v3_body(
             inputs,
             size,
@@ -75,6 +77,7 @@ def _register_v3(name, size, width, params, minimalistic=False):
             minimalistic=minimalistic,
             norm_epsilon=norm_epsilon,
             norm_momentum=norm_momentum,
+            padding=padding,
         )
 
     variant = ", minimalistic" if minimalistic else ""
@@ -97,4 +100,5 @@ for _name, _preset in PRESETS.items():
 
 register_converter(MobileNetV2KerasConverter())
 register_converter(MobileNetV3KerasConverter())
+register_converter(MobileNetV3TorchConverter())
 register_weights(*WEIGHTS)

@@ -6,6 +6,8 @@ channel rounding are those of the papers and of keras.applications, so that a
 body built here has keras.applications' variables, one for one.
 """
 
+import keras
+
 from kerazoo.layers import MBConvBlock
 from kerazoo.layers.mbconv_block import make_divisible
 from kerazoo.models._common import conv_bn_act
@@ -91,8 +93,13 @@ def v3_pre_logits(size, width=1.0):
     return make_divisible(units * width) if width > 1.0 else units
 
 
-def _conv_stage(name, x, filters, kernel_size, strides, activation, common):
+def _conv_stage(
+    name, x, filters, kernel_size, strides, activation, common, padding="same"
+):
     def build(x):
+        if padding == "symmetric" and strides > 1:
+            # PyTorch's padding=k // 2 on every side, then "valid".
+            x = keras.layers.ZeroPadding2D(kernel_size // 2, name="conv_pad")(x)
         return conv_bn_act(
             x,
             filters,
@@ -102,6 +109,7 @@ def _conv_stage(name, x, filters, kernel_size, strides, activation, common):
             activation=activation,
             epsilon=common["norm_epsilon"],
             momentum=common["norm_momentum"],
+            padding="valid" if padding == "symmetric" and strides > 1 else "same",
         )
 
     return stage(name, build, x)
@@ -156,6 +164,7 @@ def mobilenet_v3_body(
     minimalistic=False,
     norm_epsilon=1e-3,
     norm_momentum=0.99,
+    padding="same",
 ):
     """MobileNetV3 Small or Large: stem (3x3/2 convolution to 16 channels),
     stages of inverted residuals with ReLU or hard-swish and hard-sigmoid
@@ -172,10 +181,13 @@ def mobilenet_v3_body(
         norm_epsilon: Epsilon of every batch norm (the weights' 1e-3).
         norm_momentum: Momentum of every batch norm (keras.applications trains
             with 0.999; kerazoo's families default to 0.99).
+        padding: How the strided convolutions (stem, depthwise) pad:
+            `"same"` (Keras's, keras.applications' weights) or `"symmetric"`
+            (PyTorch's `k // 2` on every side, torchvision's and timm's).
     """
     common = {"norm_epsilon": norm_epsilon, "norm_momentum": norm_momentum}
     top_activation = "relu" if minimalistic else "hard_swish"
-    x = _conv_stage("stem", inputs, 16, 3, 2, top_activation, common)
+    x = _conv_stage("stem", inputs, 16, 3, 2, top_activation, common, padding)
     for i, rows in enumerate(V3_STAGES[size]):
         blocks = []
         for kernel, expand, filters, se, activation, strides in rows:
@@ -192,6 +204,8 @@ def mobilenet_v3_body(
                     "se_gate_activation": "hard_sigmoid",
                     "divisor": 8,
                     "activation": "relu" if minimalistic else ACTIVATIONS[activation],
+                    # Only when set: the default blocks' configs stay as they were.
+                    **({"padding": padding} if padding != "same" else {}),
                     **common,
                 }
             )
