@@ -91,6 +91,10 @@ class MBConvBlock(BlockMixin, keras.layers.Layer):
             not for training.
         fused: Whether to fuse the expansion and the depthwise convolution
             into one full convolution (fused-MBConv, EfficientNetV2).
+        padding: `"same"` (Keras's, the default) or `"symmetric"`: the strided
+            convolution pads `kernel_size // 2` pixels on every side (an
+            explicit `ZeroPadding2D`, then `"valid"`; the same variables), as
+            PyTorch's `padding=k // 2` (torchvision's and timm's weights).
         **kwargs: Base layer arguments.
 
     Example:
@@ -132,6 +136,7 @@ class MBConvBlock(BlockMixin, keras.layers.Layer):
         data_format=None,
         folded=False,
         fused=False,
+        padding="same",
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -153,6 +158,7 @@ class MBConvBlock(BlockMixin, keras.layers.Layer):
         self.divisor = check_positive_int("divisor", divisor, allow_none=True)
         self.drop_rate = check_fraction("drop_rate", drop_rate)
         self.fused = bool(fused)
+        self.padding = check_choice("padding", padding, ("same", "symmetric"))
         self._set_common(
             activation,
             kernel_initializer,
@@ -162,6 +168,16 @@ class MBConvBlock(BlockMixin, keras.layers.Layer):
             data_format,
             folded,
         )
+        # Only the strided convolution pads differently ("same" is symmetric
+        # at stride 1 for odd kernels).
+        self.pad = None
+        if self.padding == "symmetric" and strides > 1 and kernel_size > 1:
+            self.pad = keras.layers.ZeroPadding2D(
+                kernel_size // 2,
+                data_format=self.data_format,
+                dtype=self.dtype_policy,
+                name="pad",
+            )
 
         # The fused block has no depthwise convolution; without expansion its
         # one full convolution is the projection, with an activation after.
@@ -171,7 +187,7 @@ class MBConvBlock(BlockMixin, keras.layers.Layer):
             self.depthwise = keras.layers.DepthwiseConv2D(
                 kernel_size,
                 strides=strides,
-                padding="same",
+                padding="same" if self.pad is None else "valid",
                 use_bias=False,
                 data_format=self.data_format,
                 depthwise_initializer=keras.initializers.get(
@@ -185,8 +201,8 @@ class MBConvBlock(BlockMixin, keras.layers.Layer):
             self.depthwise_act = self._act(name="depthwise_act")
             self.project = self._conv(filters, 1, name="project_conv")
         elif expand_ratio == 1:
-            self.project = self._conv(
-                filters, kernel_size, strides, name="project_conv"
+            self.project = self._padded(
+                self._conv(filters, kernel_size, strides, name="project_conv")
             )
             self.project_act = self._act(name="project_act")
         else:
@@ -208,12 +224,16 @@ class MBConvBlock(BlockMixin, keras.layers.Layer):
             # The fused block's expansion is its full, strided convolution.
             kernel, strides = (self.kernel_size, self.strides) if self.fused else (1, 1)
             self.expand = self._conv(expanded, kernel, strides, name="expand_conv")
+            if self.fused:
+                self.expand = self._padded(self.expand)
+                shape = self._pad_shape(shape)
             self.expand.build(shape)
             shape = self.expand.compute_output_shape(shape)
             self.expand_norm = self._norm(name="expand_bn")
             self.expand_norm.build(shape)
             self.expand_act = self._act(name="expand_act")
         if self.depthwise is not None:
+            shape = self._pad_shape(shape)
             self.depthwise.build(shape)
             shape = self.depthwise.compute_output_shape(shape)
             self.depthwise_norm.build(shape)
@@ -232,6 +252,8 @@ class MBConvBlock(BlockMixin, keras.layers.Layer):
                 name="se",
             )
             self.se.build(shape)
+        if self.fused and self.expand_ratio == 1:
+            shape = self._pad_shape(shape)
         self.project.build(shape)
         self.project_norm.build(self.project.compute_output_shape(shape))
         if self._has_residual(channels) and self.drop_rate:
@@ -241,6 +263,20 @@ class MBConvBlock(BlockMixin, keras.layers.Layer):
                 dtype=self.dtype_policy,
                 name="stochastic_depth",
             )
+
+    def _padded(self, conv):
+        """`conv`, `"valid"` when the block pads explicitly."""
+        if self.pad is None:
+            return conv
+        return keras.layers.Conv2D.from_config(
+            {**conv.get_config(), "padding": "valid"}
+        )
+
+    def _pad_shape(self, shape):
+        return shape if self.pad is None else self.pad.compute_output_shape(shape)
+
+    def _padding(self, x):
+        return x if self.pad is None else self.pad(x)
 
     def _round(self, width, truncate=False):
         if self.divisor:
@@ -266,13 +302,18 @@ class MBConvBlock(BlockMixin, keras.layers.Layer):
     def call(self, inputs, training=None):
         x = inputs
         if self.expand is not None:
+            if self.fused:
+                x = self._padding(x)
             x = self.expand_act(self.expand_norm(self.expand(x), training=training))
         if self.depthwise is not None:
+            x = self._padding(x)
             x = self.depthwise_act(
                 self.depthwise_norm(self.depthwise(x), training=training)
             )
         if self.se is not None:
             x = self.se(x)
+        if self.fused and self.expand_ratio == 1:
+            x = self._padding(x)
         x = self.project_norm(self.project(x), training=training)
         if self.project_act is not None:
             x = self.project_act(x)
@@ -309,4 +350,6 @@ class MBConvBlock(BlockMixin, keras.layers.Layer):
         # Only when set: the configs of unfused blocks stay as they were.
         if self.fused:
             config["fused"] = True
+        if self.padding != "same":
+            config["padding"] = self.padding
         return {**super().get_config(), **config}

@@ -79,9 +79,9 @@ def create_model(
             is assigned, and a mismatch names the first one and both shapes.
             Or a PyTorch checkpoint (`.pth`, `.pt`, `.bin`, `.ckpt`) or a
             `.safetensors` file, read without torch, with `weights_map`;
-            torchvision's and timm's ResNet and ConvNeXt state dicts and
-            torchvision's MobileNetV3 ones need none, and the model is then
-            built with the options they need
+            torchvision's and timm's ResNet, ConvNeXt and EfficientNet state
+            dicts and torchvision's MobileNetV3 ones need none, and the model
+            is then built with the options they need
             (`padding="symmetric"`, PyTorch's padding of the strided
             convolutions, so the logits are torch's at every image size).
         include_top: False returns the body's features: pooled by `pooling`, or
@@ -151,7 +151,7 @@ def create_model(
     if is_torch_path(weights):
         tensors = read_tensors(weights)
         if weights_map is None:
-            # A file a converter knows by its names (torchvision's ResNets, ConvNeXts)
+            # A file a converter knows by its names (torchvision's ResNets, ...)
             # needs the model built with that converter's options.
             arguments = build_options(name, tensors, arguments, origin=str(weights))
         model = create_model(name, num_classes, **arguments)

@@ -5,8 +5,8 @@ range) followed by the raw tensors: no pickle, nothing in it runs. It is read
 with `safetensors` and NumPy, so torch is not needed. `create_model(name,
 weights="model.safetensors")` loads one as it loads a PyTorch checkpoint
 (`kerazoo.weights.torch_files`): through a registered converter that knows
-the file's names (torchvision's and timm's ResNets and ConvNeXts, torchvision's
-MobileNetV3s), or with `weights_map`.
+the file's names (torchvision's and timm's ResNets, ConvNeXts and
+EfficientNets, torchvision's MobileNetV3s), or with `weights_map`.
 """
 
 import os

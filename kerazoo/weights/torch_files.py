@@ -4,13 +4,14 @@
 A checkpoint is read by `load_checkpoint`, a `.safetensors` file by
 `load_safetensors` (NumPy only; no torch, no code from the file). When a
 registered converter knows the file's names for this model (torchvision's and
-timm's ResNets and ConvNeXts: `kerazoo.models.resnet.convert_torch`,
-`kerazoo.models.convnext.convert_torch`; torchvision's MobileNetV3s:
+timm's ResNets, ConvNeXts and EfficientNets: `kerazoo.models.resnet.convert_torch`,
+`kerazoo.models.convnext.convert_torch`,
+`kerazoo.models.efficientnet.convert_torch`; torchvision's MobileNetV3s:
 `kerazoo.models.mobilenet.convert_torch`), it maps them and no
 `weights_map` is needed; its checks are the converter's (every variable
 filled, every tensor used, every shape right). `create_model` reads the file
-first and builds the model with that converter's `options` (for the ResNets
-and MobileNetV3s, PyTorch's symmetric padding of the strided convolutions,
+first and builds the model with that converter's `options` (for the ResNets,
+EfficientNets and MobileNetV3s, PyTorch's symmetric padding of the strided convolutions,
 `padding="symmetric"`), refusing conflicting ones (`build_options`).
 Otherwise `weights_map` says which checkpoint tensor fills each of the
 model's variables: a dict from variable path (`body/stem/conv/kernel`) to
@@ -107,8 +108,8 @@ def load_torch_file(model, path, weights_map=None, reset_head=False, tensors=Non
             `.safetensors` file.
         weights_map: dict `{variable path: checkpoint key}` or a function of
             the variable path returning the key; None: the names must be
-            known to a registered converter (torchvision/timm ResNets, ConvNeXts;
-            torchvision MobileNetV3s).
+            known to a registered converter (torchvision/timm ResNets, ConvNeXts,
+            EfficientNets; torchvision MobileNetV3s).
         reset_head: Keep the model's `predictions` layer when the
             checkpoint's has another shape (another number of classes).
         tensors: The file's tensors when already read (`read_tensors(path)`).

@@ -279,3 +279,29 @@ def test_fused_block_folding_pairs_and_squeeze_excite():
     plain = MBConvBlock(16, expand_ratio=1, fused=True)
     plain.build((None, 8, 8, 16))
     assert plain.folding_pairs() == [(plain.project, plain.project_norm)]
+
+
+# PyTorch's padding (torchvision's and timm's weights) ----------------------------
+
+
+@pytest.mark.parametrize(("fused", "expand_ratio"), [(False, 6), (True, 4), (True, 1)])
+def test_symmetric_padding_pads_the_strided_convolution_on_every_side(
+    fused, expand_ratio
+):
+    kwargs = dict(expand_ratio=expand_ratio, kernel_size=5, strides=2, fused=fused)
+    same = MBConvBlock(8, name="b", **kwargs)
+    block = MBConvBlock(8, padding="symmetric", name="b", **kwargs)
+    x = np.random.default_rng(0).normal(size=(1, 7, 7, 4)).astype("float32")
+    same(x)
+    assert _np(block(x)).shape == (1, 4, 4, 8)  # torch's (7 + 4 - 5) // 2 + 1
+    assert [v.path for v in block.weights] == [v.path for v in same.weights]
+    # (Its numbers are torch's: tests/weights/test_efficientnet_torch.py.)
+    config = block.get_config()
+    assert config["padding"] == "symmetric"
+    assert "padding" not in same.get_config()
+    clone = MBConvBlock.from_config(config)
+    clone(x)
+    clone.set_weights(block.get_weights())
+    np.testing.assert_allclose(_np(clone(x)), _np(block(x)), atol=1e-6)
+    with pytest.raises(ValueError, match="Received: padding='valid'"):
+        MBConvBlock(8, padding="valid")

@@ -3,11 +3,14 @@ definition and compound-scaling coefficients, with `kerazoo.layers.MBConvBlock`.
 
 `efficientnet.py` builds them, `presets.py` lists the registered ones and their
 weights, `convert_keras.py` ports keras.applications' EfficientNetB0-B7 and
-`convert_lite.py` the official EfficientNet-Lite checkpoints.
+`convert_lite.py` the official EfficientNet-Lite checkpoints and
+`convert_torch.py` torchvision's and timm's EfficientNet-B0-B7 state dicts
+(built with `padding="symmetric"`, PyTorch's padding).
 """
 
 from kerazoo.models.efficientnet.convert_keras import EfficientNetKerasConverter
 from kerazoo.models.efficientnet.convert_lite import EfficientNetLiteConverter
+from kerazoo.models.efficientnet.convert_torch import EfficientNetTorchConverter
 from kerazoo.models.efficientnet.efficientnet import B0_STAGES
 from kerazoo.models.efficientnet.efficientnet import efficientnet_body
 from kerazoo.models.efficientnet.efficientnet import round_filters
@@ -42,7 +45,13 @@ def _efficientnet(name, width, depth, resolution, dropout, params):
         dropout=dropout,
         paper=PAPER,
     )
-    def build(inputs, drop_connect_rate=0.2, norm_epsilon=1e-3, norm_momentum=0.99):
+    def build(
+        inputs,
+        drop_connect_rate=0.2,
+        norm_epsilon=1e-3,
+        norm_momentum=0.99,
+        padding="same",
+    ):
         return efficientnet_body(
             inputs,
             width,
@@ -51,6 +60,7 @@ def _efficientnet(name, width, depth, resolution, dropout, params):
             drop_connect_rate=drop_connect_rate,
             norm_epsilon=norm_epsilon,
             norm_momentum=norm_momentum,
+            padding=padding,
         )
 
     build.__name__ = name
@@ -65,4 +75,5 @@ for _name, _preset in PRESETS.items():
 
 register_converter(EfficientNetKerasConverter())
 register_converter(EfficientNetLiteConverter())
+register_converter(EfficientNetTorchConverter())
 register_weights(*WEIGHTS)

@@ -3,6 +3,8 @@ definition and compound-scaling coefficients, with `kerazoo.layers.MBConvBlock`.
 
 import math
 
+import keras
+
 from kerazoo.layers import MBConvBlock
 from kerazoo.models._common import conv_bn_act
 from kerazoo.models._common import stage
@@ -41,20 +43,29 @@ def efficientnet_body(
     drop_connect_rate=0.2,
     norm_epsilon=1e-3,
     norm_momentum=0.99,
+    padding="same",
 ):
     """Stem (3x3/2 convolution), seven stages of MBConv blocks, and a 1x1
     convolution to 1280 (scaled) channels (`top`).
 
     Lite variants: ReLU6 instead of swish, no squeeze-excite, and the stem, the
     head and the repeats of the first and last stages kept at B0's values.
+
+    `padding`: `"same"` (Keras's) or `"symmetric"` (PyTorch's, for
+    torchvision's and timm's weights): the strided convolutions (the stem's
+    and the blocks' depthwise ones) pad `kernel // 2` pixels on every side.
     """
     activation = "relu6" if lite else "swish"
     se_ratio = None if lite else 0.25
     stem_filters = 32 if lite else round_filters(32, width)
     top_filters = 1280 if lite else round_filters(1280, width)
     common = {"norm_epsilon": norm_epsilon, "norm_momentum": norm_momentum}
+    if padding != "same":
+        common["padding"] = padding
 
     def stem(x):
+        if padding == "symmetric":
+            x = keras.layers.ZeroPadding2D(1, name="conv_pad")(x)
         return conv_bn_act(
             x,
             stem_filters,
@@ -64,6 +75,7 @@ def efficientnet_body(
             activation=activation,
             epsilon=norm_epsilon,
             momentum=norm_momentum,
+            padding="valid" if padding == "symmetric" else "same",
         )
 
     x = stage("stem", stem, inputs)
