@@ -28,6 +28,8 @@ from kerazoo._session import clear_session
 from kerazoo.recipes import monitor_mode
 
 SEARCH_DIR = "search"
+# Validation batch of a head trial, as fine-tuning's stage 1 evaluates.
+EVALUATION_BATCH = 256
 
 
 def full_runs(recipe):
@@ -157,16 +159,26 @@ class SearchHyperModel:
         )
         return model
 
-    def fit(self, hp, model, x, y, validation_data=None, **kwargs):
+    def fit(self, hp, model, train, validation=None, **kwargs):
+        """Trains the trial's head on `train`'s features (`FeatureFile`s, read
+        by batch from disk, shuffled as stage 1 shuffles them)."""
         if self.space.batch_sizes:
             batch_size = hp.Choice("batch_size", self.space.batch_sizes)
         else:
             batch_size = self.recipe.stage1.batch_size or 32
         kwargs.pop("batch_size", None)
-        start = time.perf_counter()
-        history = model.fit(
-            x, y, batch_size=batch_size, validation_data=validation_data, **kwargs
+        # tf.data (TensorFlow) only once a trial trains, not to import this.
+        from kerazoo.data.pipeline import feature_pipeline
+
+        batches = feature_pipeline(
+            train, train.labels, batch_size, training=True, seed=self.recipe.seed
         )
+        if validation is not None:
+            validation = feature_pipeline(
+                validation, validation.labels, EVALUATION_BATCH
+            )
+        start = time.perf_counter()
+        history = model.fit(batches, validation_data=validation, **kwargs)
         self.fit_seconds.append(time.perf_counter() - start)
         return history
 
@@ -319,12 +331,14 @@ def _features(recipe, data, directory, log):
 
     parts = build(recipe, data.num_classes)
     pipelines = Pipelines(data, recipe.model.image_size, cache="none", log=log)
-    out = {}
-    for split in ("train", "validation"):
-        file = extract_features(parts, pipelines, split, directory, log=log)
-        out[split] = (file.array(), file.labels)
-        file.close()
-    dim = out["train"][0].shape[-1]
+    # The open files, not their rows: each trial's head reads its batches
+    # from disk (`feature_pipeline`), so the search's memory does not grow
+    # with the dataset.
+    out = {
+        split: extract_features(parts, pipelines, split, directory, log=log)
+        for split in ("train", "validation")
+    }
+    dim = out["train"].shape[1]
     del parts
     clear_session()
     return out, dim
@@ -476,12 +490,10 @@ def _search(recipe, log):
     if full:
         tuner.search(verbose=0)
     else:
-        x, y = features["train"]
         tuner.search(
-            x,
-            y,
+            features["train"],
+            features["validation"],
             epochs=space.epochs,
-            validation_data=features["validation"],
             verbose=0,
             callbacks=[keras.callbacks.TerminateOnNaN()],
         )
