@@ -314,3 +314,30 @@ def test_bench_data_scale_reports_each_size_and_cache_mode(tmp_path, capsys):
     assert (out / "data_scale.png").stat().st_size > 5000
     printed = capsys.readouterr().out
     assert "| images | cache |" in printed and "time to first batch" in printed
+
+
+def test_bench_seeds_reports_each_seed_and_their_mean(tmp_path, capsys):
+    # Each seed is a `kerazoo finetune` process of its own (TensorFlow imported
+    # each time): one seed of the tiny recipe, 1 epoch a stage (--quick).
+    bench = load_benchmark("bench_seeds")
+    out = tmp_path / "seeds"
+    result = bench.main(
+        [
+            *(str(TINY), "--seeds", "1", "--quick", "--out", str(out)),
+            *("--set", "head.dropout=0.1"),
+        ]
+    )
+    assert [r["seed"] for r in result["rows"]] == [1]
+    for r in result["rows"]:
+        assert 0 <= r["test_accuracy"] <= 1 and 0 <= r["val_accuracy"] <= 1
+        assert r["wall_seconds"] > r["training_seconds"] > 0
+        recipe = (Path(r["output_dir"]) / "recipe.yaml").read_text()
+        assert f"seed: {r['seed']}" in recipe and "dropout: 0.1" in recipe
+    (row,) = result["rows"]
+    summary = result["summary"]["test_accuracy"]
+    assert summary == {"mean": row["test_accuracy"], "std": 0.0}
+    assert result["machine"]["cpus"] >= 1 and result["quick"] is True
+    assert json.loads((out / "seeds.json").read_text())["seeds"] == [1]
+    printed = capsys.readouterr().out
+    assert "| seed | val accuracy | test accuracy |" in printed
+    assert "(mean +- std of 1 seeds)" in printed and "command: " in printed
