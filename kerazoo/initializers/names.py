@@ -3,6 +3,7 @@
 import keras
 
 from kerazoo._checks import unknown_name_error
+from kerazoo.api import get_object
 from kerazoo.initializers.variance_scaling import HeNormal
 from kerazoo.initializers.variance_scaling import HeUniform
 from kerazoo.initializers.variance_scaling import LeCunNormal
@@ -46,24 +47,13 @@ def get(identifier):
     >>> get({"name": "he_uniform", "seed": 3}).distribution
     'uniform'
     """
-    if isinstance(identifier, keras.initializers.Initializer):
-        return identifier
-    if isinstance(identifier, str):
-        return _resolve(identifier)()
-    if isinstance(identifier, dict):
-        if "class_name" in identifier:
-            return keras.saving.deserialize_keras_object(identifier)
-        if "name" not in identifier:
-            raise ValueError(
-                "An initializer dict needs a 'name' key (one of "
-                f"{', '.join(NAMES)}). Received: {identifier}"
-            )
-        arguments = dict(identifier)
-        return _resolve(arguments.pop("name"))(**arguments)
-    raise ValueError(
-        "Expected an initializer name, dict or instance. "
-        f"Received: identifier={identifier!r}"
+    return get_object(
+        identifier, "initializer", keras.initializers.Initializer, NAMES, _build
     )
+
+
+def _build(name, **arguments):
+    return _resolve(name)(**arguments)
 
 
 def _resolve(name):

@@ -17,6 +17,7 @@ import inspect
 import keras
 
 from kerazoo._checks import unknown_name_error
+from kerazoo.api import get_object
 from kerazoo.optimizers import schedules
 from kerazoo.optimizers.adagrad import AdaGrad
 from kerazoo.optimizers.adam import Adam
@@ -121,23 +122,11 @@ def get(identifier):
     >>> get({"name": "momentum", "learning_rate": 0.1}).momentum
     0.9
     """
-    if isinstance(identifier, keras.optimizers.Optimizer):
-        return identifier
-    if isinstance(identifier, str):
-        cls, defaults = _resolve(identifier)
-        return cls(**defaults)
-    if isinstance(identifier, dict):
-        if "class_name" in identifier:
-            return keras.saving.deserialize_keras_object(identifier)
-        if "name" not in identifier:
-            raise ValueError(
-                "An optimizer dict needs a 'name' key (one of "
-                f"{', '.join(_NAMES)}). Received: {identifier}"
-            )
-        arguments = dict(identifier)
-        cls, defaults = _resolve(arguments.pop("name"))
-        return cls(**{**defaults, **arguments})
-    raise ValueError(
-        "Expected an optimizer name, dict or instance. "
-        f"Received: identifier={identifier!r}"
+    return get_object(
+        identifier, "optimizer", keras.optimizers.Optimizer, _NAMES, _build
     )
+
+
+def _build(name, **arguments):
+    cls, defaults = _resolve(name)
+    return cls(**{**defaults, **arguments})
